@@ -1,0 +1,213 @@
+/**
+ * Backend selection: `cuda` → `cpu` (native addon) → `js`, chosen once at load and overridable globally
+ * (`setBackend`, env ADVANTAGE_ENGINE_BACKEND) or per call (`backend` option). Importing never throws: every
+ * failed attempt to load the addon is recorded with its code and message and reported by `backendInfo()`.
+ * An explicitly requested backend that cannot run throws ERR_AE_BACKEND_UNAVAILABLE listing those attempts.
+ */
+import * as path from 'path';
+import { EngineError, ErrorCode, argError } from './errors';
+import type { NativeAddon } from './native';
+
+export type BackendName = 'auto' | 'cpu' | 'js';
+export type ActiveBackend = 'cpu' | 'js';
+const BACKEND_NAMES: readonly BackendName[] = ['auto', 'cpu', 'js'];
+
+export interface LoadAttempt {
+  candidate: string;
+  code: string;
+  message: string;
+}
+
+/**
+ * Inputs with fewer elements than this go to the JS backend under 'auto': below it the fixed cost of a
+ * native call (argument checks, thread hand-off) exceeds the work. Measured with
+ * `advantage-engine bench --op call-overhead` (README, "Small inputs"): a native tokenStatsSync call costs
+ * about as much as JS computing ~2k elements; async calls pay a libuv hop on top.
+ */
+export const SMALL_INPUT_ELEMENTS = { sync: 2048, async: 16384 } as const;
+
+const packageRoot = path.resolve(__dirname, '..', '..');
+
+interface LoadState {
+  addon?: NativeAddon;
+  path?: string;
+  attempts: LoadAttempt[];
+}
+
+function errorCode(error: unknown): string {
+  return (error as { code?: string })?.code ?? 'ERR_DLOPEN_FAILED';
+}
+
+function loadNative(): LoadState {
+  const attempts: LoadAttempt[] = [];
+  if (process.env.ADVANTAGE_ENGINE_BACKEND === 'js') {
+    attempts.push({ candidate: 'native addon', code: 'ERR_AE_DISABLED', message: 'ADVANTAGE_ENGINE_BACKEND=js' });
+    return { attempts };
+  }
+  // node-gyp-build looks in build/Release (a local build) and prebuilds/<platform>-<arch>/ (shipped).
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as { (dir: string): unknown; path(dir: string): string };
+    const file = load.path(packageRoot);
+    try {
+      const addon = require(file) as NativeAddon;
+      checkAddon(addon);
+      return { addon, path: file, attempts };
+    } catch (error) {
+      attempts.push({ candidate: file, code: errorCode(error), message: (error as Error).message });
+    }
+  } catch (error) {
+    attempts.push({
+      candidate: path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`),
+      code: errorCode(error) === 'ERR_DLOPEN_FAILED' ? 'ERR_AE_NO_BINARY' : errorCode(error),
+      message: (error as Error).message.split('\n')[0] + ' (build it with `npm run build:native`, or use the js backend)',
+    });
+  }
+  return { attempts };
+}
+
+/** A loaded binary must expose this build's functions: an older or foreign .node is rejected with a reason. */
+function checkAddon(addon: NativeAddon): void {
+  for (const name of ['info', 'tokenStats', 'tokenStatsBackward', 'tokenStatsPartial', 'fullKl', 'readBandwidth'] as const) {
+    if (typeof addon[name] !== 'function') {
+      throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `the native addon lacks ${name}(): rebuild it (npm run build:native)`);
+    }
+  }
+}
+
+let state: LoadState | undefined;
+function native(): LoadState {
+  if (!state) state = loadNative();
+  return state;
+}
+
+function parseBackend(value: unknown, param: string): BackendName {
+  if (typeof value !== 'string' || !BACKEND_NAMES.includes(value as BackendName)) {
+    const hint = value === 'cuda' ? " ('cuda' is not available in this build: no CUDA addon was built)" : '';
+    const error = argError(
+      value === 'cuda' ? ErrorCode.BACKEND_UNAVAILABLE : ErrorCode.INVALID_ARG_VALUE,
+      param,
+      `one of ${BACKEND_NAMES.join(' | ')}${hint}`,
+      value,
+    );
+    throw error;
+  }
+  return value as BackendName;
+}
+
+let requested: BackendName | undefined;
+let envError: string | undefined;
+function requestedBackend(): BackendName {
+  if (requested === undefined) {
+    const env = process.env.ADVANTAGE_ENGINE_BACKEND;
+    requested = 'auto';
+    if (env !== undefined && env !== '') {
+      try {
+        requested = parseBackend(env, 'ADVANTAGE_ENGINE_BACKEND');
+      } catch (error) {
+        envError = (error as Error).message;
+      }
+    }
+  }
+  return requested;
+}
+
+/** Sets the engine-wide backend; 'cpu' throws ERR_AE_BACKEND_UNAVAILABLE when the addon is not loaded. */
+export function setBackend(name: BackendName): void {
+  const parsed = parseBackend(name, 'backend');
+  if (parsed === 'cpu') requireNative('backend');
+  requested = parsed;
+}
+
+function requireNative(param: string): NativeAddon {
+  const { addon, attempts } = native();
+  if (addon) return addon;
+  const detail = attempts.map((a) => `  ${a.candidate}: ${a.code}: ${a.message}`).join('\n');
+  throw new EngineError(
+    ErrorCode.BACKEND_UNAVAILABLE,
+    `The cpu backend was requested (${param}) but the native addon did not load:\n${detail}`,
+    { param, expected: 'a loadable native addon', received: 'none' },
+  );
+}
+
+/** The native addon, or throws ERR_AE_BACKEND_UNAVAILABLE (bench and tools that need it explicitly). */
+export function nativeAddon(): NativeAddon {
+  return requireNative('native');
+}
+
+/**
+ * Resolves the backend for one call. `elements` is the input size: under 'auto', inputs below the measured
+ * break-even go to JS.
+ */
+export function resolveBackend(option: unknown, elements: number, async: boolean): ActiveBackend {
+  const choice = option === undefined ? requestedBackend() : parseBackend(option, 'opts.backend');
+  if (choice === 'js') return 'js';
+  if (choice === 'cpu') {
+    requireNative('opts.backend');
+    return 'cpu';
+  }
+  if (!native().addon) return 'js';
+  return elements < SMALL_INPUT_ELEMENTS[async ? 'async' : 'sync'] ? 'js' : 'cpu';
+}
+
+export interface BackendInfo {
+  /** The backend a large call with no `backend` option runs on. */
+  active: ActiveBackend;
+  requested: BackendName;
+  isa: string | null;
+  isaAvailable: string[];
+  isaCompiled: string[];
+  threads: number;
+  smallInputThreshold: { sync: number; async: number };
+  native: { loaded: boolean; path?: string; attempts: LoadAttempt[] };
+  /** Why each backend that is not active was skipped. */
+  skipped: Record<string, string>;
+  warnings: string[];
+}
+
+export function backendInfo(): BackendInfo {
+  const { addon, path: file, attempts } = native();
+  const want = requestedBackend();
+  const info = addon?.info();
+  const active: ActiveBackend = want === 'js' || !addon ? 'js' : 'cpu';
+  const skipped: Record<string, string> = {
+    cuda: 'no CUDA addon in this build (the CUDA backend is not built yet)',
+  };
+  if (active !== 'cpu') {
+    skipped.cpu = addon
+      ? `not selected (requested '${want}')`
+      : attempts.map((a) => `${a.code}: ${a.message}`).join('; ') || 'native addon not loaded';
+  }
+  if (active !== 'js') skipped.js = 'the native cpu backend is loaded; js serves small inputs below smallInputThreshold';
+  const warnings = [envError, info?.simdEnvError, info?.threadsEnvError].filter((w): w is string => !!w);
+  return {
+    active,
+    requested: want,
+    isa: info?.isa ?? null,
+    isaAvailable: info?.isaAvailable ?? [],
+    isaCompiled: info?.isaCompiled ?? [],
+    threads: info?.threads ?? 1,
+    smallInputThreshold: { ...SMALL_INPUT_ELEMENTS },
+    native: { loaded: !!addon, ...(file ? { path: file } : {}), attempts },
+    skipped,
+    warnings,
+  };
+}
+
+/** Resizes the native thread pool (results do not depend on it; only speed does). */
+export function setThreads(threads: number): void {
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw argError(ErrorCode.OUT_OF_RANGE, 'threads', 'an integer in [1, 1024]', threads);
+  }
+  requireNative('threads').setThreads(threads);
+}
+
+/** Narrows the native SIMD level to one of backendInfo().isaAvailable (tests force each level by name). */
+export function setSimd(level: string): void {
+  const addon = requireNative('simd');
+  const available = addon.info().isaAvailable;
+  if (typeof level !== 'string' || !available.includes(level)) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'simd', `one of ${available.join(' | ')}`, level);
+  }
+  addon.setIsa(level);
+}

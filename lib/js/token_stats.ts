@@ -1,0 +1,295 @@
+/**
+ * Token statistics in plain JavaScript (SPEC §1): the same functions as native/token_stats.{h,cc}, for
+ * machines where the addon cannot load and for inputs too small to be worth a native call.
+ *
+ * Per row: max z, then one pass accumulating in f64 the SoftmaxState of cuda/math/token_stats_math.h
+ *   s = Σ exp(t), t = Σ exp(t)·t, q = Σ exp(2t),   t_j = (z_j − max z)/τ ≤ 0.
+ * exp(t) for t ≤ 0 uses a 64-entries-per-octave table times a cubic (relative error < 1e-9), about twice as
+ * fast as Math.exp in V8; terms below exp(−87) count as 0 exactly as in the native kernels.
+ * bf16 / f16 rows are widened through a 65536-entry table into a reusable row buffer.
+ */
+import type { Tensor } from '../tensor';
+import { wideningTable } from '../tensor';
+
+type Row = Float32Array | Float64Array;
+
+const EXP_FLOOR = -87; // exp(−87) ≈ 1.6e-38: below it a term cannot move a row sum containing exp(0) = 1
+const STEPS = 64;
+const EXP2_NEG_TABLE = new Float64Array(STEPS * 126 + 2); // 2^(−i/64) for −t·log2(e)·64 up to 87·92.3
+let tableReady = false;
+const SCALE = -STEPS * Math.LOG2E;
+const LN2_STEP = -Math.LN2 / STEPS;
+
+function ensureTable(): void {
+  if (tableReady) return;
+  for (let i = 0; i < EXP2_NEG_TABLE.length; i++) EXP2_NEG_TABLE[i] = Math.pow(2, -i / STEPS);
+  tableReady = true;
+}
+
+/** exp(d) for EXP_FLOOR < d ≤ 0: 2^(−n/64) from the table times e^f, f ∈ (−ln2/64, 0], by a cubic. */
+function expNonPositive(d: number): number {
+  const y = d * SCALE;
+  const n = y | 0;
+  const f = (y - n) * LN2_STEP;
+  return EXP2_NEG_TABLE[n] * (1 + f * (1 + f * (0.5 + f * 0.16666666666666666)));
+}
+
+/** A row's values as numbers: f32 / f64 rows are read in place, 16-bit rows widened into `scratch`. */
+export class RowReader {
+  private scratch: Float32Array;
+  private readonly table?: Float32Array;
+  constructor(private readonly t: Tensor, private readonly vocab: number) {
+    this.scratch = new Float32Array(t.dtype === 'bf16' || t.dtype === 'f16' ? vocab : 0);
+    if (t.dtype === 'bf16' || t.dtype === 'f16') this.table = wideningTable(t.dtype);
+  }
+  /** Returns [array, offset] of row i. */
+  row(i: number): [Row, number] {
+    const offset = i * this.vocab;
+    if (!this.table) return [this.t.data as Row, offset];
+    const src = this.t.data as Uint16Array;
+    const dst = this.scratch;
+    const table = this.table;
+    for (let j = 0; j < this.vocab; j++) dst[j] = table[src[offset + j]];
+    return [dst, 0];
+  }
+}
+
+function rowMax(x: Row, o: number, n: number): number {
+  let m = -Infinity;
+  for (let j = o, end = o + n; j < end; j++) {
+    const v = x[j];
+    if (v > m || v !== v) m = v; // NaN sticks, and poisons every t below
+  }
+  return m;
+}
+
+/** [shift, s, t, q] of one row; s is NaN for a row with NaN or +inf, 0 for an all −inf row. */
+export function rowState(x: Row, o: number, n: number, invTau: number, st: Float64Array): void {
+  ensureTable();
+  const zmax = rowMax(x, o, n);
+  const shift = zmax === -Infinity ? 0 : zmax; // all −inf: every term is exp(−inf) = 0
+  let s0 = 0, t0 = 0, q0 = 0, s1 = 0, t1 = 0, q1 = 0;
+  let j = o;
+  const end = o + n;
+  // Two independent accumulator sets let consecutive exps overlap.
+  for (; j + 1 < end; j += 2) {
+    const da = (x[j] - shift) * invTau;
+    const db = (x[j + 1] - shift) * invTau;
+    if (da > EXP_FLOOR) {
+      const e = expNonPositive(da);
+      s0 += e; t0 += e * da; q0 += e * e;
+    } else if (da !== da) s0 = NaN;
+    if (db > EXP_FLOOR) {
+      const e = expNonPositive(db);
+      s1 += e; t1 += e * db; q1 += e * e;
+    } else if (db !== db) s1 = NaN;
+  }
+  if (j < end) {
+    const d = (x[j] - shift) * invTau;
+    if (d > EXP_FLOOR) {
+      const e = expNonPositive(d);
+      s0 += e; t0 += e * d; q0 += e * e;
+    } else if (d !== d) s0 = NaN;
+  }
+  st[0] = shift;
+  st[1] = s0 + s1;
+  st[2] = t0 + t1;
+  st[3] = q0 + q1;
+}
+
+function finite(s: number): boolean {
+  return s > 0 && s < Infinity;
+}
+
+export interface StatsOutputs {
+  entropy?: Float32Array;
+  logprob?: Float32Array;
+  logsumexp?: Float32Array;
+  sumPiSquared?: Float32Array;
+  maxProb?: Float32Array;
+}
+
+/** SPEC §1.1 over all rows; returns the first non-finite row or −1. */
+export function tokenStats(
+  t: Tensor, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
+  rowMask: Uint8Array | null, out: StatsOutputs,
+): number {
+  const invTau = 1 / temperature;
+  const reader = new RowReader(t, vocab);
+  const st = new Float64Array(4);
+  const outs = [out.entropy, out.logprob, out.logsumexp, out.sumPiSquared, out.maxProb];
+  let bad = -1;
+  for (let i = 0; i < rows; i++) {
+    if (rowMask && rowMask[i] === 0) {
+      for (const o of outs) if (o) o[i] = 0;
+      continue;
+    }
+    const [x, o] = reader.row(i);
+    rowState(x, o, vocab, invTau, st);
+    const [shift, s, tSum, q] = st;
+    if (!finite(s) || shift === Infinity || tSum !== tSum) {
+      if (bad < 0) bad = i;
+      for (const a of outs) if (a) a[i] = NaN;
+      continue;
+    }
+    const logS = Math.log(s);
+    if (out.entropy) out.entropy[i] = Math.max(logS - tSum / s, 0);
+    if (out.logsumexp) out.logsumexp[i] = shift * invTau + logS;
+    if (out.sumPiSquared) out.sumPiSquared[i] = q / (s * s);
+    if (out.maxProb) out.maxProb[i] = 1 / s;
+    if (out.logprob && tokens) out.logprob[i] = (x[o + tokens[i]] - shift) * invTau - logS;
+  }
+  return bad;
+}
+
+export interface BackwardInputs {
+  tokens: Int32Array | null;
+  temperature: number;
+  gradLogprob: Float32Array | null;
+  gradEntropy: Float32Array | null;
+  logsumexp: Float32Array | null;
+  entropy: Float32Array | null;
+  rowMask: Uint8Array | null;
+}
+
+/** SPEC §1.2: writes ∂L/∂z into `out` (f32 / f64 values, or 16-bit bit patterns via `encode`). */
+export function tokenStatsBackward(
+  t: Tensor, rows: number, vocab: number, a: BackwardInputs, out: Float32Array | Float64Array | Uint16Array,
+  encode: ((x: number) => number) | null,
+): number {
+  const invTau = 1 / a.temperature;
+  const reader = new RowReader(t, vocab);
+  const st = new Float64Array(4);
+  const useForward = a.logsumexp !== null && (a.gradEntropy === null || a.entropy !== null);
+  let bad = -1;
+  for (let i = 0; i < rows; i++) {
+    const base = i * vocab;
+    if (a.rowMask && a.rowMask[i] === 0) {
+      out.fill(0, base, base + vocab);
+      continue;
+    }
+    const [x, o] = reader.row(i);
+    const gLp = a.gradLogprob ? a.gradLogprob[i] : 0;
+    const gH = a.gradEntropy ? a.gradEntropy[i] : 0;
+    let shift = 0, logNorm: number, h: number;
+    if (useForward) {
+      logNorm = a.logsumexp![i];
+      h = a.entropy ? a.entropy[i] : 0;
+    } else {
+      rowState(x, o, vocab, invTau, st);
+      if (!finite(st[1]) || st[0] === Infinity) {
+        logNorm = NaN;
+        h = NaN;
+      } else {
+        shift = st[0];
+        logNorm = Math.log(st[1]);
+        h = Math.max(logNorm - st[2] / st[1], 0);
+      }
+    }
+    if (!Number.isFinite(logNorm) || !Number.isFinite(h)) {
+      if (bad < 0) bad = i;
+      out.fill(encode ? encode(NaN) : NaN, base, base + vocab);
+      continue;
+    }
+    // ∂L/∂z_j = p_j·(A + B·log p_j) for j ≠ y (SPEC §1.2); entry y adds g_lp/τ.
+    const A = -(gLp + gH * h) * invTau;
+    const B = -gH * invTau;
+    const y = a.tokens && gLp !== 0 ? a.tokens[i] : -1;
+    const zy = y >= 0 ? x[o + y] : 0; // read before an in-place write overwrites it
+    for (let j = 0; j < vocab; j++) {
+      const logp = (x[o + j] - shift) * invTau - logNorm;
+      const p = Math.exp(logp);
+      const g = p === 0 ? 0 : p * (A + B * logp);
+      out[base + j] = encode ? encode(g) : g;
+    }
+    if (y >= 0) {
+      const logp = (zy - shift) * invTau - logNorm;
+      const p = Math.exp(logp);
+      const g = invTau * (gLp * (1 - p) - gH * p * (logp + h));
+      out[base + y] = encode ? encode(g) : g;
+    }
+  }
+  return bad;
+}
+
+export interface PartialOutputs {
+  max: Float64Array;
+  sumExp: Float64Array;
+  sumExpU: Float64Array;
+  sumExp2: Float64Array;
+  targetLogit: Float64Array;
+}
+
+/** SPEC §1.3 for one vocabulary shard; all −inf shard rows are valid empty states. */
+export function tokenStatsPartial(
+  t: Tensor, rows: number, vocab: number, tokens: Int32Array | null, vocabOffset: number, temperature: number,
+  rowMask: Uint8Array | null, out: PartialOutputs,
+): number {
+  const invTau = 1 / temperature;
+  const reader = new RowReader(t, vocab);
+  const st = new Float64Array(4);
+  let bad = -1;
+  for (let i = 0; i < rows; i++) {
+    let m = -Infinity, s = 0, tSum = 0, q = 0, target = NaN;
+    if (!rowMask || rowMask[i] !== 0) {
+      const [x, o] = reader.row(i);
+      rowState(x, o, vocab, invTau, st);
+      if (st[1] !== st[1] || st[0] === Infinity || st[2] !== st[2]) {
+        if (bad < 0) bad = i;
+        [m, s, tSum, q] = [NaN, NaN, NaN, NaN];
+      } else if (st[1] > 0) {
+        [m, s, tSum, q] = [st[0] * invTau, st[1], st[2], st[3]];
+      }
+      if (tokens) {
+        const y = tokens[i] - vocabOffset;
+        if (y >= 0 && y < vocab) target = x[o + y] * invTau;
+      }
+    }
+    out.max[i] = m;
+    out.sumExp[i] = s;
+    out.sumExpU[i] = s === 0 ? 0 : tSum + m * s; // Σ e·u = Σ e·(u − m) + m·Σ e
+    out.sumExp2[i] = q;
+    out.targetLogit[i] = target;
+  }
+  return bad;
+}
+
+/** SPEC §1.4: KL(p‖q) per row, p from `t`, q from `ref` (same shape and dtype). */
+export function fullKl(
+  t: Tensor, ref: Tensor, rows: number, vocab: number, temperature: number, rowMask: Uint8Array | null,
+  out: Float32Array,
+): number {
+  ensureTable();
+  const invTau = 1 / temperature;
+  const readP = new RowReader(t, vocab);
+  const readQ = new RowReader(ref, vocab);
+  let bad = -1;
+  for (let i = 0; i < rows; i++) {
+    if (rowMask && rowMask[i] === 0) {
+      out[i] = 0;
+      continue;
+    }
+    const [x, ox] = readP.row(i);
+    const [r, or] = readQ.row(i);
+    const mx = rowMax(x, ox, vocab), mr = rowMax(r, or, vocab);
+    let sp = 0, sq = 0, w = 0;
+    for (let j = 0; j < vocab; j++) {
+      const tu = (x[ox + j] - mx) * invTau;
+      const tv = (r[or + j] - mr) * invTau;
+      if (tv > EXP_FLOOR) sq += expNonPositive(tv);
+      else if (tv !== tv) sq = NaN;
+      if (tu > EXP_FLOOR) {
+        const e = expNonPositive(tu);
+        sp += e;
+        w += e * (tu - tv); // p > 0 where q = 0 gives +inf: KL is infinite
+      } else if (tu !== tu) sp = NaN;
+    }
+    if (!finite(sp) || !finite(sq) || w !== w) {
+      if (bad < 0) bad = i;
+      out[i] = NaN;
+      continue;
+    }
+    out[i] = w / sp - Math.log(sp) + Math.log(sq);
+  }
+  return bad;
+}

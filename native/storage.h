@@ -1,0 +1,40 @@
+// Storage types for the four logits dtypes, and the constants the kernels share.
+#pragma once
+
+#include <cstdint>
+
+namespace ae {
+
+// 16-bit floats travel as bit patterns; distinct types let kernels overload on the dtype.
+struct bf16_t {
+  uint16_t bits;
+};
+struct f16_t {
+  uint16_t bits;
+};
+
+// exp(x) for x < kExpFloor is taken as exactly 0: exp(−87.3) ≈ 1.2e-38 is the smallest normal f32, and a
+// term that small can never move a row sum that contains exp(0) = 1.
+constexpr float kExpFloor = -87.3f;
+
+// −inf in each storage type, used to pad a row's ragged tail to a full vector (−inf contributes nothing).
+template <typename T>
+inline T negative_infinity();
+template <>
+inline float negative_infinity<float>() {
+  return -__builtin_inff();
+}
+template <>
+inline double negative_infinity<double>() {
+  return -__builtin_inf();
+}
+template <>
+inline bf16_t negative_infinity<bf16_t>() {
+  return bf16_t{0xff80u};
+}
+template <>
+inline f16_t negative_infinity<f16_t>() {
+  return f16_t{0xfc00u};
+}
+
+}  // namespace ae

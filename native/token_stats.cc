@@ -1,0 +1,245 @@
+// Token statistics entry points (SPEC §1): thread the rows, dispatch each row to the active ISA's
+// kernels, finalise states into outputs. The scalar kernels, the portable contract the SIMD levels must
+// match, are instantiated here too.
+#include "token_stats.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#include "thread_pool.h"
+#include "vec_scalar.h"
+
+namespace ae {
+namespace scalar_isa {
+#include "token_stats_kernels.h"
+}  // namespace scalar_isa
+
+#if defined(AE_HAVE_AVX2)
+namespace avx2_isa {
+void install_token_stats(TokenStatsKernels& k);
+}
+#endif
+#if defined(AE_HAVE_AVX512)
+namespace avx512_isa {
+void install_token_stats(TokenStatsKernels& k);
+}
+#endif
+
+const TokenStatsKernels& token_stats_kernels(Isa isa) {
+  static const auto tables = [] {
+    struct Tables {
+      TokenStatsKernels by_isa[3];
+    } t;
+    scalar_isa::fill_token_stats_kernels(t.by_isa[0]);
+    t.by_isa[1] = t.by_isa[0];
+#if defined(AE_HAVE_AVX2)
+    avx2_isa::install_token_stats(t.by_isa[1]);
+#endif
+    t.by_isa[2] = t.by_isa[1];
+#if defined(AE_HAVE_AVX512)
+    avx512_isa::install_token_stats(t.by_isa[2]);
+#endif
+    return t;
+  }();
+  return tables.by_isa[static_cast<int>(isa)];
+}
+
+namespace {
+
+// Rows per task: enough work per chunk (≈ 32k elements) that small vocabularies do not drown in
+// scheduling, one row per task for large ones.
+index_t rows_per_task(index_t vocab) {
+  const index_t rows = (index_t{1} << 15) / (vocab > 0 ? vocab : 1);
+  return rows > 0 ? rows : 1;
+}
+
+// The smallest non-finite row index seen by any thread: the same answer for every thread count.
+class FirstBadRow {
+ public:
+  void note(index_t row) {
+    index_t seen = row_.load(std::memory_order_relaxed);
+    while ((seen < 0 || row < seen) && !row_.compare_exchange_weak(seen, row, std::memory_order_relaxed)) {
+    }
+  }
+  index_t get() const { return row_.load(); }
+
+ private:
+  std::atomic<index_t> row_{-1};
+};
+
+double element_at(const void* row, DType dtype, index_t j) {
+  switch (dtype) {
+    case DType::F32: return static_cast<const float*>(row)[j];
+    case DType::F64: return static_cast<const double*>(row)[j];
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(row)[j]);
+    default: return f16_to_f32(static_cast<const uint16_t*>(row)[j]);
+  }
+}
+
+void store_element(void* row, DType dtype, index_t j, float v) {
+  switch (dtype) {
+    case DType::F32: static_cast<float*>(row)[j] = v; break;
+    case DType::F64: static_cast<double*>(row)[j] = v; break;
+    case DType::BF16: static_cast<uint16_t*>(row)[j] = f32_to_bf16(v); break;
+    default: static_cast<uint16_t*>(row)[j] = f32_to_f16(v); break;
+  }
+}
+
+inline void put(float* out, index_t i, double v) {
+  if (out != nullptr) out[i] = static_cast<float>(v);
+}
+
+}  // namespace
+
+index_t token_stats(const TokenStatsArgs& a) {
+  const auto row_state = token_stats_kernels(isa_active()).row_state[static_cast<int>(a.dtype)];
+  const size_t row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.dtype);
+  const double inv_tau = 1.0 / a.temperature;
+  FirstBadRow bad;
+  ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      if (a.row_mask != nullptr && a.row_mask[i] == 0) {
+        for (float* out : {a.entropy, a.logprob, a.logsumexp, a.sum_pi_squared, a.max_prob}) put(out, i, 0.0);
+        continue;
+      }
+      const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * row_bytes;
+      float z_max;
+      const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_max);
+      if (!softmax_state_finite(st)) {
+        bad.note(i);
+        for (float* out : {a.entropy, a.logprob, a.logsumexp, a.sum_pi_squared, a.max_prob}) put(out, i, NAN);
+        continue;
+      }
+      const TokenStatsRow r = softmax_state_finalize(st);
+      put(a.entropy, i, r.entropy);
+      put(a.logsumexp, i, r.lse);
+      put(a.sum_pi_squared, i, r.sum_pi_squared);
+      put(a.max_prob, i, r.max_prob);
+      if (a.logprob != nullptr) {
+        // u_y − lse = (z_y − z_max)/τ − log s: centred first so large logits keep their precision.
+        const double zy = element_at(row, a.dtype, a.tokens[i]);
+        put(a.logprob, i, (zy - z_max) * inv_tau - std::log(st.s));
+      }
+    }
+  });
+  return bad.get();
+}
+
+index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
+  const auto& kernels = token_stats_kernels(isa_active());
+  const auto row_state = kernels.row_state[static_cast<int>(a.dtype)];
+  const auto row_backward = kernels.row_backward[static_cast<int>(a.dtype)][static_cast<int>(a.out_dtype)];
+  const size_t in_row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.dtype);
+  const size_t out_row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.out_dtype);
+  const double inv_tau = 1.0 / a.temperature;
+  // The forward's lse (and H when an entropy gradient flows) saves the state pass over each row.
+  const bool use_forward = a.logsumexp != nullptr && (a.grad_entropy == nullptr || a.entropy != nullptr);
+  FirstBadRow bad;
+  ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * in_row_bytes;
+      char* out_row = static_cast<char*>(a.out) + static_cast<size_t>(i) * out_row_bytes;
+      if (a.row_mask != nullptr && a.row_mask[i] == 0) {
+        std::memset(out_row, 0, out_row_bytes);  // +0 in every dtype
+        continue;
+      }
+      const double g_lp = a.grad_logprob != nullptr ? a.grad_logprob[i] : 0.0;
+      const double g_h = a.grad_entropy != nullptr ? a.grad_entropy[i] : 0.0;
+      float z_shift = 0.0f;
+      double log_norm, entropy;
+      if (use_forward) {
+        log_norm = a.logsumexp[i];
+        entropy = a.entropy != nullptr ? a.entropy[i] : 0.0;
+        if (!std::isfinite(log_norm) || !std::isfinite(entropy)) {
+          bad.note(i);
+          continue;
+        }
+      } else {
+        const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_shift);
+        if (!softmax_state_finite(st)) {
+          bad.note(i);
+          for (index_t j = 0; j < a.vocab; ++j) store_element(out_row, a.out_dtype, j, NAN);
+          continue;
+        }
+        log_norm = std::log(st.s);
+        entropy = softmax_state_finalize(st).entropy;
+      }
+      // Read z_y before the row is overwritten (in-place gradients).
+      const bool has_target = a.tokens != nullptr && g_lp != 0.0;
+      const double zy = has_target ? element_at(row, a.dtype, a.tokens[i]) : 0.0;
+      const double coef_a = -(g_lp + g_h * entropy) * inv_tau, coef_b = -g_h * inv_tau;
+      row_backward(row, a.vocab, z_shift, static_cast<float>(inv_tau), static_cast<float>(log_norm),
+                   static_cast<float>(coef_a), static_cast<float>(coef_b), out_row);
+      if (has_target) {
+        // Entry y also gets the indicator term of ∂logprob/∂z: g_lp·(1 − p_y)/τ.
+        const double logp = (zy - z_shift) * inv_tau - log_norm;
+        const double p = std::exp(logp);
+        store_element(out_row, a.out_dtype, a.tokens[i],
+                      static_cast<float>(inv_tau * (g_lp * (1.0 - p) - g_h * p * (logp + entropy))));
+      }
+    }
+  });
+  return bad.get();
+}
+
+index_t token_stats_partial(const TokenStatsPartialArgs& a) {
+  const auto row_state = token_stats_kernels(isa_active()).row_state[static_cast<int>(a.dtype)];
+  const size_t row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.dtype);
+  const double inv_tau = 1.0 / a.temperature;
+  FirstBadRow bad;
+  ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      SoftmaxState st = softmax_state_empty();
+      double target = NAN;
+      if (a.row_mask == nullptr || a.row_mask[i] != 0) {
+        const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * row_bytes;
+        float z_max;
+        st = row_state(row, a.vocab, inv_tau, &z_max);
+        // An all −inf shard row is a valid empty state; NaN or +inf is not.
+        if (st.s != st.s || st.t != st.t || st.q != st.q || z_max == INFINITY) {
+          bad.note(i);
+          st = SoftmaxState{NAN, NAN, NAN, NAN};
+        }
+        if (a.tokens != nullptr) {
+          const index_t y = static_cast<index_t>(a.tokens[i]) - a.vocab_offset;
+          if (y >= 0 && y < a.vocab) target = element_at(row, a.dtype, y) * inv_tau;
+        }
+      }
+      a.max[i] = st.m;
+      a.sum_exp[i] = st.s;
+      a.sum_exp_u[i] = st.s == 0.0 ? 0.0 : st.t + st.m * st.s;  // Σ e·u = Σ e·(u − m) + m·Σ e
+      a.sum_exp2[i] = st.q;
+      a.target_logit[i] = target;
+    }
+  });
+  return bad.get();
+}
+
+index_t full_kl(const FullKlArgs& a) {
+  const auto row_kl = token_stats_kernels(isa_active()).row_kl[static_cast<int>(a.dtype)];
+  const size_t row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.dtype);
+  const double inv_tau = 1.0 / a.temperature;
+  FirstBadRow bad;
+  ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      if (a.row_mask != nullptr && a.row_mask[i] == 0) {
+        a.kl[i] = 0.0f;
+        continue;
+      }
+      const size_t offset = static_cast<size_t>(i) * row_bytes;
+      const KlState st = row_kl(static_cast<const char*>(a.logits) + offset,
+                                static_cast<const char*>(a.ref_logits) + offset, a.vocab, inv_tau);
+      const bool finite = st.sp > 0.0 && st.sp < INFINITY && st.sq > 0.0 && st.sq < INFINITY && st.w == st.w;
+      if (!finite) {
+        bad.note(i);
+        a.kl[i] = NAN;
+        continue;
+      }
+      a.kl[i] = static_cast<float>(kl_state_finalize(st));
+    }
+  });
+  return bad.get();
+}
+
+}  // namespace ae

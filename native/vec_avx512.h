@@ -1,0 +1,94 @@
+// AVX-512 (F, BW, VL, DQ) vector of 16 f32 lanes for the kernel templates. Compiled only into
+// token_stats_avx512.cc, which carries the target flags; the baseline translation units stay x86-64.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "storage.h"
+
+namespace ae {
+namespace avx512_isa {
+
+struct Vec {
+  using F = __m512;
+  static constexpr int W = 16;
+
+  static F set1(float x) { return _mm512_set1_ps(x); }
+  static F zero() { return _mm512_setzero_ps(); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static float reduce_add(F a) { return _mm512_reduce_add_ps(a); }
+  static float reduce_max(F a) { return _mm512_reduce_max_ps(a); }
+
+  static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static F load(const bf16_t* p) {
+    // bf16 → f32 is a 16-bit left shift of the bit pattern: exact, in registers.
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static F load(const f16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static F load(const double* p) {
+    const __m256 lo = _mm512_cvtpd_ps(_mm512_loadu_pd(p));
+    const __m256 hi = _mm512_cvtpd_ps(_mm512_loadu_pd(p + 8));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+  }
+
+  template <typename T>
+  static F centered(const T* p, F shift, F scale) { return _mm512_mul_ps(_mm512_sub_ps(load(p), shift), scale); }
+  static F centered(const double* p, F shift, F scale) {
+    // Subtract in f64 so that large f64 logits keep their low bits before narrowing.
+    const __m512d s = _mm512_cvtps_pd(_mm512_castps512_ps256(shift));
+    const __m512d k = _mm512_cvtps_pd(_mm512_castps512_ps256(scale));
+    const __m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(_mm512_loadu_pd(p), s), k));
+    const __m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(_mm512_loadu_pd(p + 8), s), k));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+  }
+
+  static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static void store(bf16_t* p, F v) {
+    // Round to nearest even; NaN kept quiet.
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+  }
+  static void store(f16_t* p, F v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static void store(double* p, F v) {
+    _mm512_storeu_pd(p, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    _mm512_storeu_pd(p + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+  }
+
+  // exp(t) for t ≤ ~0 (cephes expf polynomial, ≤ 2 ulp): exactly 0 below kExpFloor, NaN stays NaN.
+  static F exp_nonpositive(F t) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(t, _mm512_set1_ps(kExpFloor), _CMP_NLT_UQ);
+    const F n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    F r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    F p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, n));
+  }
+  static F zero_where_zero(F e, F x) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_NEQ_UQ), x);
+  }
+};
+
+}  // namespace avx512_isa
+}  // namespace ae

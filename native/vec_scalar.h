@@ -1,0 +1,53 @@
+// Scalar "vector" of width 1: the portable contract every SIMD level must match. Same interface as
+// vec_avx2.h and vec_avx512.h so one kernel template (token_stats_kernels.h) serves all three.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../cuda/math/token_stats_math.h"
+#include "storage.h"
+
+namespace ae {
+namespace scalar_isa {
+
+struct Vec {
+  using F = float;
+  static constexpr int W = 1;
+
+  static F set1(float x) { return x; }
+  static F zero() { return 0.0f; }
+  static F add(F a, F b) { return a + b; }
+  static F sub(F a, F b) { return a - b; }
+  static F mul(F a, F b) { return a * b; }
+  static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }
+  static F max(F a, F b) { return a > b ? a : b; }
+  static float reduce_add(F a) { return a; }
+  static float reduce_max(F a) { return a; }
+
+  static F load(const float* p) { return *p; }
+  static F load(const double* p) { return static_cast<float>(*p); }
+  static F load(const bf16_t* p) { return bf16_to_f32(p->bits); }
+  static F load(const f16_t* p) { return f16_to_f32(p->bits); }
+
+  // (z − shift)·scale, subtracting in the input's own precision (f64 stays f64 until the product).
+  template <typename T>
+  static F centered(const T* p, float shift, float scale) { return (load(p) - shift) * scale; }
+  static F centered(const double* p, float shift, float scale) {
+    return static_cast<float>((*p - static_cast<double>(shift)) * static_cast<double>(scale));
+  }
+
+  static void store(float* p, F v) { *p = v; }
+  static void store(double* p, F v) { *p = v; }
+  static void store(bf16_t* p, F v) { p->bits = f32_to_bf16(v); }
+  static void store(f16_t* p, F v) { p->bits = f32_to_f16(v); }
+
+  // exp(t) for t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
+  static F exp_nonpositive(F t) { return t < kExpFloor ? 0.0f : std::exp(t); }
+  // Where e == 0 (a −inf logit), x·e is defined as 0 even when x is ±inf (0·(−inf) := 0, SPEC §1.1).
+  static F zero_where_zero(F e, F x) { return e == 0.0f ? 0.0f : x; }
+};
+
+}  // namespace scalar_isa
+}  // namespace ae
