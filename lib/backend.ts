@@ -4,6 +4,7 @@
  * failed attempt to load the addon is recorded with its code and message and reported by `backendInfo()`.
  * An explicitly requested backend that cannot run throws ERR_AE_BACKEND_UNAVAILABLE listing those attempts.
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { EngineError, ErrorCode, argError } from './errors';
 import type { NativeAddon } from './native';
@@ -26,7 +27,14 @@ export interface LoadAttempt {
  */
 export const SMALL_INPUT_ELEMENTS = { sync: 2048, async: 16384 } as const;
 
-const packageRoot = path.resolve(__dirname, '..', '..');
+/** The directory holding our package.json: dist/lib/ when compiled, lib/ when run from source (ts-jest). */
+function findPackageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..', '..');
+  }
+}
+const packageRoot = findPackageRoot();
 
 interface LoadState {
   addon?: NativeAddon;

@@ -16,6 +16,12 @@ struct f16_t {
 // exp(x) for x < kExpFloor is taken as exactly 0: exp(−87.3) ≈ 1.2e-38 is the smallest normal f32, and a
 // term that small can never move a row sum that contains exp(0) = 1.
 constexpr float kExpFloor = -87.3f;
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2 = 0.693147180559945309f;
+// The same floor in base 2 (the forward kernels work in log2 units): kExpFloor·log2(e).
+constexpr float kExp2Floor = -125.9f;
+// 2^f ≈ Σ kExp2Poly[k]·f^k on |f| ≤ ½, fitted for relative error (≤ 2.4e-7 evaluated in f32).
+constexpr float kExp2Poly[6] = {1.0000001192092896f, 0.6931469440460205f, 0.24022112786769867f, 0.05550713092088699f, 0.00967587810009718f, 0.00132774468511343f};
 
 // −inf in each storage type, used to pad a row's ragged tail to a full vector (−inf contributes nothing).
 template <typename T>

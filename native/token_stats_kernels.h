@@ -47,28 +47,30 @@ inline float block_max(const T* z, index_t len) {
   return Vec::reduce_max(Vec::max(m0, m1));
 }
 
-// One block's state. The shift is the block max; an all −inf block uses shift 0 so its terms are
-// exp(−inf) = 0 (s = 0, skipped by the merge) instead of exp(−inf + inf) = NaN.
+// One block's state relative to the block max. Each exponent is clamped at the floor before exp: a −inf logit then
+// weighs exp(−87.3) ≈ 1e-38 next to the max's exp(0) = 1, below f32 resolution of the sums, which saves the
+// compare-and-mask an exact zero would cost per vector. NaN passes the clamp (max returns its second
+// operand on NaN) and poisons s. An all −inf block is the empty state.
 template <typename T>
 inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, float* z_max) {
   using F = typename Vec::F;
   const float zmax = block_max(z, len);
   *z_max = zmax;
-  const float shift = zmax == -__builtin_inff() ? 0.0f : zmax;
-  const F shift_v = Vec::set1(shift), scale_v = Vec::set1(inv_tau), floor_v = Vec::set1(kExpFloor);
+  if (zmax == -__builtin_inff()) return softmax_state_empty();  // all −inf: no mass
+  // x = (z − max)·log2(e)/τ: exponents in base 2, so t = x·ln2 and e = 2^x.
+  const F shift_v = Vec::set1(zmax), scale_v = Vec::set1(inv_tau * kLog2e), floor_v = Vec::set1(kExp2Floor);
   F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
   const char* next_block = reinterpret_cast<const char*>(z + kBlock);
   index_t j = 0;
   for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
     prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
-    const F ta = Vec::centered(z + j, shift_v, scale_v);
-    const F tb = Vec::centered(z + j + Vec::W, shift_v, scale_v);
-    const F ea = Vec::exp_nonpositive(ta), eb = Vec::exp_nonpositive(tb);
+    const F xa = Vec::max(floor_v, Vec::centered(z + j, shift_v, scale_v));
+    const F xb = Vec::max(floor_v, Vec::centered(z + j + Vec::W, shift_v, scale_v));
+    const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
     s0 = Vec::add(s0, ea);
     s1 = Vec::add(s1, eb);
-    // max(floor, t) keeps e·t = 0·(−87.3) = 0 for −inf logits (NaN passes through max's second operand).
-    t0 = Vec::fmadd(ea, Vec::max(floor_v, ta), t0);
-    t1 = Vec::fmadd(eb, Vec::max(floor_v, tb), t1);
+    t0 = Vec::fmadd(ea, xa, t0);
+    t1 = Vec::fmadd(eb, xb, t1);
     q0 = Vec::fmadd(ea, ea, q0);
     q1 = Vec::fmadd(eb, eb, q1);
   }
@@ -79,17 +81,17 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
       pad_tail(z + j, len - j, buf);
       src = buf;
     }
-    const F ta = Vec::centered(src, shift_v, scale_v);
-    const F ea = Vec::exp_nonpositive(ta);
+    const F xa = Vec::max(floor_v, Vec::centered(src, shift_v, scale_v));
+    const F ea = Vec::exp2_clamped(xa);
     s0 = Vec::add(s0, ea);
-    t0 = Vec::fmadd(ea, Vec::max(floor_v, ta), t0);
+    t0 = Vec::fmadd(ea, xa, t0);
     q0 = Vec::fmadd(ea, ea, q0);
   }
   SoftmaxState st;
   st.s = Vec::reduce_add(Vec::add(s0, s1));
-  st.t = Vec::reduce_add(Vec::add(t0, t1));
+  st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
   st.q = Vec::reduce_add(Vec::add(q0, q1));
-  st.m = st.s == 0.0 ? -INFINITY : static_cast<double>(shift) * inv_tau_exact;
+  st.m = static_cast<double>(zmax) * inv_tau_exact;
   return st;
 }
 

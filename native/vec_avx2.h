@@ -74,23 +74,25 @@ struct Vec {
     _mm256_storeu_pd(p + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
   }
 
-  // exp(t) for t ≤ ~0 (cephes expf polynomial), 2^n built in the exponent field: exactly 0 below
-  // kExpFloor (where n would leave the normal range), NaN stays NaN.
+  // 2^x for kExp2Floor ≤ x ≤ ~0 or NaN (see vec_avx512.h); 2^n built in the exponent field (n ≥ −126 for
+  // x ≥ kExp2Floor, so it stays a normal number).
+  static F exp2_clamped(F x) {
+    const F n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const F f = _mm256_sub_ps(x, n);
+    F p = _mm256_set1_ps(kExp2Poly[5]);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[4]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[3]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[2]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[1]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[0]));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
+  }
+  // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
   static F exp_nonpositive(F t) {
     const F keep = _mm256_cmp_ps(t, _mm256_set1_ps(kExpFloor), _CMP_NLT_UQ);
-    const F n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    F r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    F p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+    const F x = _mm256_max_ps(_mm256_set1_ps(kExp2Floor), _mm256_mul_ps(t, _mm256_set1_ps(kLog2e)));
+    return _mm256_and_ps(keep, exp2_clamped(x));
   }
   static F zero_where_zero(F e, F x) { return _mm256_and_ps(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ), x); }
 };

@@ -21,7 +21,7 @@ struct Vec {
   static F add(F a, F b) { return a + b; }
   static F sub(F a, F b) { return a - b; }
   static F mul(F a, F b) { return a * b; }
-  static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }
+  static F fmadd(F a, F b, F c) { return a * b + c; }  // std::fma is a libm call without -mfma
   static F max(F a, F b) { return a > b ? a : b; }
   static float reduce_add(F a) { return a; }
   static float reduce_max(F a) { return a; }
@@ -43,7 +43,9 @@ struct Vec {
   static void store(bf16_t* p, F v) { p->bits = f32_to_bf16(v); }
   static void store(f16_t* p, F v) { p->bits = f32_to_f16(v); }
 
-  // exp(t) for t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
+  // 2^x for kExp2Floor ≤ x ≤ ~0 or NaN.
+  static F exp2_clamped(F x) { return std::exp2(x); }
+  // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
   static F exp_nonpositive(F t) { return t < kExpFloor ? 0.0f : std::exp(t); }
   // Where e == 0 (a −inf logit), x·e is defined as 0 even when x is ±inf (0·(−inf) := 0, SPEC §1.1).
   static F zero_where_zero(F e, F x) { return e == 0.0f ? 0.0f : x; }

@@ -5,7 +5,7 @@
  * Per row: max z, then one pass accumulating in f64 the SoftmaxState of cuda/math/token_stats_math.h
  *   s = Σ exp(t), t = Σ exp(t)·t, q = Σ exp(2t),   t_j = (z_j − max z)/τ ≤ 0.
  * exp(t) for t ≤ 0 uses a 64-entries-per-octave table times a cubic (relative error < 1e-9), about twice as
- * fast as Math.exp in V8; terms below exp(−87) count as 0 exactly as in the native kernels.
+ * fast as Math.exp in V8; terms below exp(−87) count as 0 (the native kernels' floor is the same).
  * bf16 / f16 rows are widened through a 65536-entry table into a reusable row buffer.
  */
 import type { Tensor } from '../tensor';
@@ -26,12 +26,20 @@ function ensureTable(): void {
   tableReady = true;
 }
 
-/** exp(d) for EXP_FLOOR < d ≤ 0: 2^(−n/64) from the table times e^f, f ∈ (−ln2/64, 0], by a cubic. */
+/** The table index bound: y = −d·64·log2(e) below it means d > EXP_FLOOR. */
+const Y_MAX = -EXP_FLOOR * STEPS * Math.LOG2E;
+
+/** exp(d) for d = y·LN2_STEP, 0 ≤ y < Y_MAX: 2^(−k/64) from the table times e^f, f = (y − k)·LN2_STEP ∈ (−ln2/64, 0], by a cubic. */
+function expFromSteps(y: number): number {
+  const k = y | 0;
+  const f = (y - k) * LN2_STEP;
+  return EXP2_NEG_TABLE[k] * (1 + f * (1 + f * (0.5 + f * 0.16666666666666666)));
+}
+
+/** exp(d) for any d ≤ 0 (0 below EXP_FLOOR, NaN for NaN). */
 function expNonPositive(d: number): number {
   const y = d * SCALE;
-  const n = y | 0;
-  const f = (y - n) * LN2_STEP;
-  return EXP2_NEG_TABLE[n] * (1 + f * (1 + f * (0.5 + f * 0.16666666666666666)));
+  return y < Y_MAX ? expFromSteps(y) : d !== d ? NaN : 0;
 }
 
 /** A row's values as numbers: f32 / f64 rows are read in place, 16-bit rows widened into `scratch`. */
@@ -55,12 +63,16 @@ export class RowReader {
 }
 
 function rowMax(x: Row, o: number, n: number): number {
-  let m = -Infinity;
-  for (let j = o, end = o + n; j < end; j++) {
-    const v = x[j];
-    if (v > m || v !== v) m = v; // NaN sticks, and poisons every t below
+  let m0 = -Infinity, m1 = -Infinity;
+  let j = o;
+  const end = o + n;
+  for (; j + 1 < end; j += 2) {
+    const a = x[j], b = x[j + 1];
+    if (a > m0 || a !== a) m0 = a; // NaN sticks, and poisons every exponent below
+    if (b > m1 || b !== b) m1 = b;
   }
-  return m;
+  if (j < end && (x[j] > m0 || x[j] !== x[j])) m0 = x[j];
+  return m0 > m1 || m0 !== m0 ? m0 : m1;
 }
 
 /** [shift, s, t, q] of one row; s is NaN for a row with NaN or +inf, 0 for an all −inf row. */
@@ -68,32 +80,34 @@ export function rowState(x: Row, o: number, n: number, invTau: number, st: Float
   ensureTable();
   const zmax = rowMax(x, o, n);
   const shift = zmax === -Infinity ? 0 : zmax; // all −inf: every term is exp(−inf) = 0
+  // y = (z − shift)·(−64·log2(e)/τ) ≥ 0 counts 64ths of an octave below the max; t = y·LN2_STEP.
+  const scale = invTau * SCALE;
   let s0 = 0, t0 = 0, q0 = 0, s1 = 0, t1 = 0, q1 = 0;
   let j = o;
   const end = o + n;
   // Two independent accumulator sets let consecutive exps overlap.
   for (; j + 1 < end; j += 2) {
-    const da = (x[j] - shift) * invTau;
-    const db = (x[j + 1] - shift) * invTau;
-    if (da > EXP_FLOOR) {
-      const e = expNonPositive(da);
-      s0 += e; t0 += e * da; q0 += e * e;
-    } else if (da !== da) s0 = NaN;
-    if (db > EXP_FLOOR) {
-      const e = expNonPositive(db);
-      s1 += e; t1 += e * db; q1 += e * e;
-    } else if (db !== db) s1 = NaN;
+    const ya = (x[j] - shift) * scale;
+    const yb = (x[j + 1] - shift) * scale;
+    if (ya < Y_MAX) {
+      const e = expFromSteps(ya);
+      s0 += e; t0 += e * ya; q0 += e * e;
+    } else if (ya !== ya) s0 = NaN;
+    if (yb < Y_MAX) {
+      const e = expFromSteps(yb);
+      s1 += e; t1 += e * yb; q1 += e * e;
+    } else if (yb !== yb) s1 = NaN;
   }
   if (j < end) {
-    const d = (x[j] - shift) * invTau;
-    if (d > EXP_FLOOR) {
-      const e = expNonPositive(d);
-      s0 += e; t0 += e * d; q0 += e * e;
-    } else if (d !== d) s0 = NaN;
+    const y = (x[j] - shift) * scale;
+    if (y < Y_MAX) {
+      const e = expFromSteps(y);
+      s0 += e; t0 += e * y; q0 += e * e;
+    } else if (y !== y) s0 = NaN;
   }
   st[0] = shift;
   st[1] = s0 + s1;
-  st[2] = t0 + t1;
+  st[2] = (t0 + t1) * LN2_STEP;
   st[3] = q0 + q1;
 }
 
@@ -276,13 +290,11 @@ export function fullKl(
     for (let j = 0; j < vocab; j++) {
       const tu = (x[ox + j] - mx) * invTau;
       const tv = (r[or + j] - mr) * invTau;
-      if (tv > EXP_FLOOR) sq += expNonPositive(tv);
-      else if (tv !== tv) sq = NaN;
-      if (tu > EXP_FLOOR) {
-        const e = expNonPositive(tu);
-        sp += e;
-        w += e * (tu - tv); // p > 0 where q = 0 gives +inf: KL is infinite
-      } else if (tu !== tu) sp = NaN;
+      sq += expNonPositive(tv);
+      const e = expNonPositive(tu);
+      sp += e;
+      if (e > 0) w += e * (tu - tv); // p > 0 where q = 0 gives +inf: KL is infinite
+      else if (e !== e) w = NaN;
     }
     if (!finite(sp) || !finite(sq) || w !== w) {
       if (bad < 0) bad = i;
