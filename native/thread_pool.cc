@@ -67,12 +67,26 @@ void ThreadPool::start(int n) {
   for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
+namespace {
+// Scoped lock over a pthread mutex.
+class Locked {
+ public:
+  explicit Locked(pthread_mutex_t& m) : m_(m) { pthread_mutex_lock(&m_); }
+  ~Locked() { pthread_mutex_unlock(&m_); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+
+ private:
+  pthread_mutex_t& m_;
+};
+}  // namespace
+
 void ThreadPool::stop() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    Locked lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  pthread_cond_broadcast(&wake_);
   for (auto& t : workers_) t.join();
   workers_.clear();
 }
@@ -99,15 +113,15 @@ void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      Locked lock(mutex_);
+      while (!stopping_ && generation_ == seen) pthread_cond_wait(&wake_, &mutex_);
       if (stopping_) return;
       seen = generation_;
     }
     run_chunks();
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--busy_ == 0) done_.notify_one();
+      Locked lock(mutex_);
+      if (--busy_ == 0) pthread_cond_signal(&done_);
     }
   }
 }
@@ -122,7 +136,7 @@ void ThreadPool::parallel_for(index_t count, index_t grain, const ChunkFn& fn) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    Locked lock(mutex_);
     fn_ = &fn;
     count_ = count;
     grain_ = grain;
@@ -130,10 +144,10 @@ void ThreadPool::parallel_for(index_t count, index_t grain, const ChunkFn& fn) {
     busy_ = static_cast<int>(workers_.size());
     ++generation_;
   }
-  wake_.notify_all();
+  pthread_cond_broadcast(&wake_);
   run_chunks();
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return busy_ == 0; });
+  Locked lock(mutex_);
+  while (busy_ != 0) pthread_cond_wait(&done_, &mutex_);
   fn_ = nullptr;
 }
 

@@ -4,8 +4,9 @@
 // second caller, e.g. another AsyncWorker, waits its turn) so jobs never oversubscribe the cores.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -40,9 +41,11 @@ class ThreadPool {
   void run_chunks();
 
   std::mutex job_mutex_;  // serialises parallel_for callers
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
+  // Plain pthread primitives for the hand-off: libstdc++ 12 versions std::condition_variable::wait as
+  // GLIBCXX_3.4.30, which would raise the prebuilt binary's runtime floor to GCC 12's libstdc++.
+  pthread_mutex_t mutex_ = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t wake_ = PTHREAD_COND_INITIALIZER;
+  pthread_cond_t done_ = PTHREAD_COND_INITIALIZER;
   std::vector<std::thread> workers_;
   int size_ = 1;
   bool stopping_ = false;
