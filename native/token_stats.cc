@@ -3,6 +3,8 @@
 // match, are instantiated here too.
 #include "token_stats.h"
 
+#include <type_traits>
+
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -104,7 +106,7 @@ index_t token_stats(const TokenStatsArgs& a) {
         continue;
       }
       const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * row_bytes;
-      float z_max;
+      RowMax z_max;
       const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_max);
       if (!softmax_state_finite(st)) {
         bad.note(i);
@@ -115,11 +117,11 @@ index_t token_stats(const TokenStatsArgs& a) {
       put(a.entropy, i, r.entropy);
       put(a.logsumexp, i, r.lse);
       put(a.sum_pi_squared, i, r.sum_pi_squared);
-      put(a.max_prob, i, r.max_prob);
+      put(a.max_prob, i, z_max.exact == z_max.shift ? r.max_prob : std::exp((z_max.exact - z_max.shift) * inv_tau) * r.max_prob);
       if (a.logprob != nullptr) {
-        // u_y − lse = (z_y − z_max)/τ − log s: centred first so large logits keep their precision.
+        // u_y − lse = (z_y − shift)/τ − log s: centred first so large logits keep their precision.
         const double zy = element_at(row, a.dtype, a.tokens[i]);
-        put(a.logprob, i, (zy - z_max) * inv_tau - std::log(st.s));
+        put(a.logprob, i, (zy - z_max.shift) * inv_tau - std::log(st.s));
       }
     }
   });
@@ -156,7 +158,9 @@ index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
           continue;
         }
       } else {
-        const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_shift);
+        RowMax z_max;
+        const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_max);
+        z_shift = z_max.shift;
         if (!softmax_state_finite(st)) {
           bad.note(i);
           for (index_t j = 0; j < a.vocab; ++j) store_element(out_row, a.out_dtype, j, NAN);
@@ -194,12 +198,14 @@ index_t token_stats_partial(const TokenStatsPartialArgs& a) {
       double target = NAN;
       if (a.row_mask == nullptr || a.row_mask[i] != 0) {
         const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * row_bytes;
-        float z_max;
+        RowMax z_max;
         st = row_state(row, a.vocab, inv_tau, &z_max);
         // An all −inf shard row is a valid empty state; NaN or +inf is not.
-        if (st.s != st.s || st.t != st.t || st.q != st.q || z_max == INFINITY) {
+        if (st.s != st.s || st.t != st.t || st.q != st.q || z_max.exact == INFINITY) {
           bad.note(i);
           st = SoftmaxState{NAN, NAN, NAN, NAN};
+        } else if (z_max.exact != z_max.shift) {
+          st = softmax_state_recenter(st, z_max.exact * inv_tau);  // M is the exact max (SPEC §1.3)
         }
         if (a.tokens != nullptr) {
           const index_t y = static_cast<index_t>(a.tokens[i]) - a.vocab_offset;

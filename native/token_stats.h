@@ -15,8 +15,16 @@
 
 namespace ae {
 
+// A row's maximum as the kernels see it: `shift` is the f32 value every exponent is taken relative to (the
+// state's m is shift/τ); `exact` is the true maximum, which differs from shift only for f64 logits whose
+// maximum is not representable in f32 (max p = exp((exact − shift)/τ)/s).
+struct RowMax {
+  float shift;
+  double exact;
+};
+
 struct TokenStatsKernels {
-  SoftmaxState (*row_state[4])(const void* row, index_t n, double inv_tau, float* z_max) = {};
+  SoftmaxState (*row_state[4])(const void* row, index_t n, double inv_tau, RowMax* z_max) = {};
   KlState (*row_kl[4])(const void* row, const void* ref_row, index_t n, double inv_tau) = {};
   // [input dtype][output dtype]; only output f32 or the input's own dtype are filled.
   void (*row_backward[4][4])(const void* row, index_t n, float z_shift, float inv_tau, float log_norm, float a,

@@ -1,5 +1,7 @@
 // AVX2 + FMA + F16C instantiation of the token statistics row kernels (built with -mavx2 -mfma -mf16c).
 #include "token_stats.h"
+
+#include <type_traits>
 #include "vec_avx2.h"
 
 namespace ae {

@@ -1,6 +1,8 @@
 // AVX-512 (F/BW/VL/DQ) instantiation of the token statistics row kernels (built with -mavx512f -mavx512bw
 // -mavx512vl -mavx512dq).
 #include "token_stats.h"
+
+#include <type_traits>
 #include "vec_avx512.h"
 
 namespace ae {

@@ -52,10 +52,17 @@ inline float block_max(const T* z, index_t len) {
 // compare-and-mask an exact zero would cost per vector. NaN passes the clamp (max returns its second
 // operand on NaN) and poisons s. An all −inf block is the empty state.
 template <typename T>
-inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, float* z_max) {
+inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, RowMax* z_max) {
   using F = typename Vec::F;
   const float zmax = block_max(z, len);
-  *z_max = zmax;
+  z_max->shift = zmax;
+  z_max->exact = zmax;
+  if constexpr (std::is_same<T, double>::value) {
+    // f64 logits narrow to f32 in block_max; the true maximum is needed for max p.
+    double exact = -INFINITY;
+    for (index_t j = 0; j < len; ++j) exact = z[j] > exact || z[j] != z[j] ? z[j] : exact;
+    z_max->exact = exact;
+  }
   if (zmax == -__builtin_inff()) return softmax_state_empty();  // all −inf: no mass
   // x = (z − max)·log2(e)/τ: exponents in base 2, so t = x·ln2 and e = 2^x.
   const F shift_v = Vec::set1(zmax), scale_v = Vec::set1(inv_tau * kLog2e), floor_v = Vec::set1(kExp2Floor);
@@ -97,13 +104,13 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
 
 // The state of a whole row (or vocabulary shard), blocks merged in order; `z_max` gets the raw max.
 template <typename T>
-SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, float* z_max) {
+SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, RowMax* z_max) {
   const T* z = static_cast<const T*>(row);
   const float inv_tau = static_cast<float>(inv_tau_exact);
   SoftmaxState acc = softmax_state_empty();
-  float zmax = -__builtin_inff();
+  RowMax zmax{-__builtin_inff(), -INFINITY};
   for (index_t b = 0; b < n; b += kBlock) {
-    float block_zmax;
+    RowMax block_zmax;
     const SoftmaxState st = block_state(z + b, n - b < kBlock ? n - b : kBlock, inv_tau, inv_tau_exact, &block_zmax);
     // NaN must survive the merge: a block whose sums are NaN poisons the row.
     if (st.s != st.s || st.t != st.t) {
@@ -111,7 +118,7 @@ SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, float* 
     } else {
       softmax_state_merge(acc, st);
     }
-    zmax = block_zmax > zmax || block_zmax != block_zmax ? block_zmax : zmax;
+    if (block_zmax.exact > zmax.exact || block_zmax.exact != block_zmax.exact) zmax = block_zmax;
   }
   *z_max = zmax;
   return acc;

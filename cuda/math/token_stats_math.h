@@ -54,6 +54,15 @@ AE_HD void softmax_state_merge(SoftmaxState& acc, const SoftmaxState& part) {
   }
 }
 
+// Re-expresses a state relative to another reference point m_new (e.g. the exact maximum when the kernel
+// shifted by a rounded one): the sums are rescaled by exp(m − m_new) and t is shifted by m − m_new.
+AE_HD SoftmaxState softmax_state_recenter(const SoftmaxState& st, double m_new) {
+  if (st.s == 0.0 || st.m == m_new) return st;
+  const double d = st.m - m_new;
+  const double a = exp(d);
+  return SoftmaxState{m_new, a * st.s, a * (st.t + d * st.s), a * a * st.q};
+}
+
 // True when the state describes a usable distribution (some finite mass, no NaN / +inf seen).
 AE_HD bool softmax_state_finite(const SoftmaxState& st) {
   return st.s > 0.0 && st.s < INFINITY && st.m > -INFINITY && st.m < INFINITY && st.t == st.t && st.q == st.q;
