@@ -22,10 +22,10 @@ export interface LoadAttempt {
 /**
  * Inputs with fewer elements than this go to the JS backend under 'auto': below it the fixed cost of a
  * native call (argument checks, thread hand-off) exceeds the work. Measured with
- * `advantage-engine bench --op call-overhead` (README, "Small inputs"): a native tokenStatsSync call costs
- * about as much as JS computing ~2k elements; async calls pay a libuv hop on top.
+ * `advantage-engine bench --op call-overhead` (README, "Small inputs"): cpu overtook js at 220–630 elements
+ * for sync calls and 2.9k–7.8k for async ones (a libuv hop, ~30 µs) over five runs on the 2-core dev machine.
  */
-export const SMALL_INPUT_ELEMENTS = { sync: 2048, async: 16384 } as const;
+export const SMALL_INPUT_ELEMENTS = { sync: 512, async: 4096 } as const;
 
 /** The directory holding our package.json: dist/lib/ when compiled, lib/ when run from source (ts-jest). */
 function findPackageRoot(): string {

@@ -1,0 +1,627 @@
+#!/usr/bin/env node
+/**
+ * The `advantage-engine` command: `info` (which backend runs, and why the others do not) and `bench`
+ * (benchmark.js suites from bench/, reported against the machine's read bandwidth measured in the same
+ * process). Exit codes: 0 success, 1 a run-time failure (e.g. the cpu backend is not loadable), 2 a usage
+ * error (unknown command, flag or value).
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import Benchmark from 'benchmark';
+import { backendInfo, nativeAddon } from './backend';
+import { DTYPE_BYTES, type DType } from './tensor';
+import {
+  ALL_OPS,
+  CALL_OVERHEAD_VOCABS,
+  DTYPES,
+  LOGITS_MODEL,
+  OPS,
+  breakEven,
+  callOverheadCases,
+  secondsPerRow,
+  type Backend,
+  type BenchOp,
+  type CallCase,
+  type ThroughputOp,
+} from '../bench/token_stats.bench';
+import {
+  Progress,
+  Table,
+  cacheNote,
+  fixed,
+  formatBytes,
+  formatSeconds,
+  formatSi,
+  machineSummary,
+  measureReadBandwidth,
+  median,
+  MIN_BANDWIDTH_BYTES,
+  type Bandwidth,
+} from '../bench/report';
+
+const PROGRAM = 'advantage-engine';
+
+class UsageError extends Error {}
+class RunError extends Error {}
+
+function packageVersion(): string {
+  try {
+    const file = path.resolve(__dirname, '..', '..', 'package.json');
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---- help ----
+
+const HELP_MAIN = `Usage: ${PROGRAM} <command> [options]
+
+Commands:
+  info [--json]        which backend runs (cpu / js), its SIMD level and threads, and why others are skipped
+  bench [options]      benchmarks of the token-statistics ops against the measured memory read bandwidth
+  help [command]       this text, or a command's
+
+Options:
+  -h, --help           help (also after a command: ${PROGRAM} bench --help)
+  -v, --version        the package version
+
+Environment: ADVANTAGE_ENGINE_BACKEND (auto | cpu | js), ADVANTAGE_ENGINE_THREADS, ADVANTAGE_ENGINE_SIMD.
+Exit codes: 0 success, 1 run-time failure, 2 usage error.`;
+
+const HELP_INFO = `Usage: ${PROGRAM} info [--json]
+
+Prints backendInfo(): the active backend (cpu = native addon, js = pure JavaScript), the requested one, the
+SIMD level in use and those available, the thread pool size, the small-input threshold below which 'auto'
+runs on js, where the native addon was loaded from (or why each load attempt failed), and why each other
+backend is skipped.
+
+Options:
+  --json       the backendInfo() object as JSON
+  -h, --help   this text`;
+
+const HELP_BENCH = `Usage: ${PROGRAM} bench [options]
+
+Times token-statistics ops with benchmark.js (sync functions, synchronous runs) and reports each
+configuration against the memory read bandwidth measured just before it, in the same process, by the native
+addon's all-thread vectorised reader (the widest SIMD level) over a buffer the size of the configuration's
+input but at least ${formatBytes(MIN_BANDWIDTH_BYTES)} and twice the last-level cache, median of 7 reads. The js backend
+is compared with the read bandwidth of one thread (it runs on one).
+
+Every option that takes a value also takes a comma list; every combination is run (e.g. --backend cpu,js
+--dtype f32,bf16 gives four configurations).
+
+Options:
+  --op OP          token-stats (default): tokenStatsSync, all five outputs, with tokens
+                   token-stats-backward: tokenStatsBackwardSync (gradLogprob + gradEntropy, forward
+                     logsumexp/entropy reused) into a preallocated f32 gradient
+                   full-kl: fullKlSync(logits, refLogits)
+                   call-overhead: per-call time of tokenStats at rows = 1, vocab ${CALL_OVERHEAD_VOCABS.join(', ')}
+                     (or --vocab), cpu vs js, sync and async; prints the break-even element counts
+                     where cpu becomes faster than js (lib/backend.ts SMALL_INPUT_ELEMENTS)
+  --backend B      cpu | js (default: cpu when the native addon is loaded, else js)
+  --dtype D        f32 (default) | bf16 | f16 | f64
+  --rows N         logits rows (default: 1024 for cpu, 64 for js). On js, fewer rows are used when
+                   five calls would take over twice --min-time: rows are cut so that a call takes about
+                   --min-time / 10, and the rows actually used are reported (a note says so).
+  --vocab V        vocabulary size (default: 151936)
+  --threads T      native thread pool size for cpu runs (default: the current pool, ${PROGRAM} info)
+  --isa L          native SIMD level for cpu runs: scalar | avx2 | avx512 (default: the active one)
+  --min-time S     seconds of sampling per configuration (default: 2; call-overhead: 0.5 per case).
+                   benchmark.js samples until S seconds have passed and it has at least 5 samples
+                   (its maxTime); each sample runs the op for at least S/20 s (its minTime, ≥ 0.05 s).
+  --seed N         seed of the synthetic logits (default: 1)
+  --json           one JSON object per line and configuration: op, backend, dtype, rows, vocab, threads,
+                   medianMs, elementsPerSec, gbPerSec, readBandwidthGbPerSec, bandwidthFraction, isa,
+                   samples (call-overhead lines add mode; a last line gives breakEvenElements).
+                   Notes go to stderr.
+  -h, --help       this text
+
+Reported figures:
+  medianMs          median of benchmark.js samples (time per call)
+  elementsPerSec    rows × vocab / median
+  gbPerSec          bytes moved per second: forward = logits read; backward = logits read + f32 gradient
+                    written; full-kl = both inputs read
+  bandwidthFraction gbPerSec / readBandwidthGbPerSec (null when the native addon is not loaded)
+
+Data: LM-like logits made once per configuration (not timed): Zipf prior over the vocabulary (bias
+−${LOGITS_MODEL.zipfExponent}·ln(rank+1)), per-row Gaussian noise of scale ${LOGITS_MODEL.noiseScale.join('–')}, ${LOGITS_MODEL.contextTokens} boosted context tokens
+per row; no −inf. full-kl's reference = logits + N(0, ${LOGITS_MODEL.refNoise}²) noise.
+
+Examples:
+  ${PROGRAM} bench --op token-stats --backend cpu --dtype f32,bf16 --rows 1024 --vocab 151936
+  ${PROGRAM} bench --op token-stats-backward --backend cpu,js --json
+  ${PROGRAM} bench --op call-overhead`;
+
+// ---- argument parsing ----
+
+type Flags = Map<string, string | true>;
+
+/** Parses `--name value`, `--name=value` and boolean flags; anything unknown is a usage error. */
+function parseFlags(command: string, args: readonly string[], valued: readonly string[], booleans: readonly string[]): Flags {
+  const flags: Flags = new Map();
+  for (let k = 0; k < args.length; k++) {
+    const arg = args[k];
+    if (arg === '-h') {
+      flags.set('help', true);
+      continue;
+    }
+    if (!arg.startsWith('--')) throw new UsageError(`${command}: unexpected argument '${arg}'`);
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    if (booleans.includes(name)) {
+      if (eq >= 0) throw new UsageError(`${command}: --${name} takes no value`);
+      flags.set(name, true);
+    } else if (valued.includes(name)) {
+      const value = eq >= 0 ? arg.slice(eq + 1) : args[++k];
+      if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new UsageError(`${command}: --${name} needs a value`);
+      if (flags.has(name)) throw new UsageError(`${command}: --${name} given twice`);
+      flags.set(name, value);
+    } else {
+      throw new UsageError(`${command}: unknown option '--${name}'`);
+    }
+  }
+  return flags;
+}
+
+function list(flags: Flags, name: string): string[] | undefined {
+  const value = flags.get(name);
+  if (value === undefined || value === true) return undefined;
+  const items = value.split(',').map((s) => s.trim());
+  if (items.some((s) => s === '')) throw new UsageError(`bench: --${name} has an empty item in '${value}'`);
+  return [...new Set(items)];
+}
+
+function choices<T extends string>(flags: Flags, name: string, allowed: readonly T[]): T[] | undefined {
+  const items = list(flags, name);
+  for (const item of items ?? []) {
+    if (!allowed.includes(item as T)) {
+      throw new UsageError(`bench: invalid --${name} '${item}' (expected one of: ${allowed.join(', ')})`);
+    }
+  }
+  return items as T[] | undefined;
+}
+
+function integers(flags: Flags, name: string, min: number, max: number): number[] | undefined {
+  return list(flags, name)?.map((item) => {
+    const n = /^\d+$/.test(item) ? Number(item) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new UsageError(`bench: invalid --${name} '${item}' (expected an integer in [${min}, ${max}])`);
+    }
+    return n;
+  });
+}
+
+function positiveNumber(flags: Flags, name: string): number | undefined {
+  const value = flags.get(name);
+  if (value === undefined) return undefined;
+  const n = typeof value === 'string' && /^(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(value) ? Number(value) : NaN;
+  if (!(n > 0) || !Number.isFinite(n)) throw new UsageError(`bench: invalid --${name} '${value}' (expected a number of seconds > 0)`);
+  return n;
+}
+
+// ---- info ----
+
+function runInfo(args: readonly string[]): number {
+  const flags = parseFlags('info', args, [], ['json', 'help']);
+  if (flags.has('help')) {
+    console.log(HELP_INFO);
+    return 0;
+  }
+  const info = backendInfo();
+  if (flags.has('json')) {
+    console.log(JSON.stringify(info, null, 2));
+    return 0;
+  }
+  let hardwareThreads: number | undefined;
+  if (info.native.loaded) hardwareThreads = nativeAddon().info().hardwareThreads;
+  const lines: [string, string][] = [
+    ['version', `${PROGRAM} ${packageVersion()} (node ${process.version}, ${process.platform}-${process.arch})`],
+    ['active backend', `${info.active} (requested: ${info.requested})`],
+    ['SIMD', info.isa
+      ? `${info.isa} (available: ${info.isaAvailable.join(', ')}; compiled: ${info.isaCompiled.join(', ')})`
+      : 'none (native addon not loaded)'],
+    ['threads', `${info.threads}${hardwareThreads !== undefined ? ` (hardware threads: ${hardwareThreads})` : ' (js runs on one)'}`],
+    ['small inputs', `below ${info.smallInputThreshold.sync} elements (sync) / ${info.smallInputThreshold.async} (async) run on js under 'auto'`],
+    ['native addon', info.native.loaded ? `loaded from ${info.native.path}` : 'not loaded'],
+  ];
+  for (const a of info.native.attempts) lines.push(['  attempt', `${a.candidate}: ${a.code}: ${a.message}`]);
+  for (const [name, why] of Object.entries(info.skipped)) lines.push(['skipped', `${name}: ${why}`]);
+  for (const w of info.warnings) lines.push(['warning', w]);
+  lines.push(['machine', machineSummary()]);
+  const width = Math.max(...lines.map(([k]) => k.length));
+  for (const [k, v] of lines) console.log(`${k.padEnd(width)}  ${v}`);
+  return 0;
+}
+
+// ---- bench ----
+
+interface BenchOptions {
+  ops: BenchOp[];
+  backends: Backend[];
+  dtypes: DType[];
+  rows?: number[];
+  vocabs?: number[];
+  threads?: number[];
+  isas?: string[];
+  minTime?: number;
+  seed: number;
+  json: boolean;
+}
+
+interface Result {
+  op: string;
+  backend: Backend;
+  dtype: DType;
+  rows: number;
+  vocab: number;
+  threads: number;
+  medianMs: number;
+  elementsPerSec: number;
+  gbPerSec: number;
+  readBandwidthGbPerSec: number | null;
+  bandwidthFraction: number | null;
+  isa: string | null;
+  samples: number;
+}
+
+const DEFAULT_VOCAB = 151936;
+const DEFAULT_ROWS: Record<Backend, number> = { cpu: 1024, js: 64 };
+const DEFAULT_MIN_TIME = 2;
+const DEFAULT_CALL_MIN_TIME = 0.5;
+const MIN_SAMPLES = 5;
+
+function parseBench(args: readonly string[]): BenchOptions | null {
+  const flags = parseFlags(
+    'bench', args, ['op', 'backend', 'dtype', 'rows', 'vocab', 'threads', 'isa', 'min-time', 'seed'], ['json', 'help'],
+  );
+  if (flags.has('help')) return null;
+  const loaded = backendInfo().native.loaded;
+  const backends = choices<Backend>(flags, 'backend', ['cpu', 'js']) ?? [loaded ? 'cpu' : 'js'];
+  const isas = choices(flags, 'isa', ['scalar', 'avx2', 'avx512']);
+  if (backends.includes('cpu') && !loaded) {
+    const attempts = backendInfo().native.attempts.map((a) => `  ${a.candidate}: ${a.code}: ${a.message}`).join('\n');
+    throw new RunError(`bench: the cpu backend is not available (the native addon did not load):\n${attempts}\n` +
+      'Build it with `npm run build:native`, or pass --backend js.');
+  }
+  if (isas && loaded) {
+    const available = nativeAddon().info().isaAvailable;
+    const missing = isas.filter((l) => !available.includes(l));
+    if (missing.length) throw new RunError(`bench: --isa ${missing.join(',')} is not available on this machine (available: ${available.join(', ')})`);
+  }
+  const seed = integers(flags, 'seed', 0, 0xffffffff);
+  if (seed && seed.length > 1) throw new UsageError('bench: --seed takes one value');
+  return {
+    ops: choices<BenchOp>(flags, 'op', ALL_OPS) ?? ['token-stats'],
+    backends,
+    dtypes: choices<DType>(flags, 'dtype', DTYPES) ?? ['f32'],
+    rows: integers(flags, 'rows', 1, 1 << 24),
+    vocabs: integers(flags, 'vocab', 1, 1 << 26),
+    threads: integers(flags, 'threads', 1, 1024),
+    isas,
+    minTime: positiveNumber(flags, 'min-time'),
+    seed: seed?.[0] ?? 1,
+    json: flags.has('json'),
+  };
+}
+
+/** Runs one benchmark.js benchmark synchronously and returns its per-call samples (seconds). */
+function timeSync(label: string, fn: () => void, minTime: number, progress: Progress): number[] {
+  const start = Date.now();
+  const bench = new Benchmark(label, fn, {
+    defer: false,
+    minTime: Math.max(minTime / 20, 0.05),
+    maxTime: minTime,
+    minSamples: MIN_SAMPLES,
+    onCycle: () => progress.update(label, (Date.now() - start) / 1000 / minTime, `${bench.stats.sample.length} samples`),
+  });
+  bench.run({ async: false });
+  progress.clear();
+  if (bench.error) throw bench.error;
+  return bench.stats.sample.slice();
+}
+
+/** Runs one deferred (Promise) benchmark with benchmark.js and returns its per-call samples (seconds). */
+function timeAsync(label: string, fn: () => Promise<unknown>, minTime: number, progress: Progress): Promise<number[]> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const bench: Benchmark = new Benchmark(label, {
+      defer: true,
+      fn: (deferred: Benchmark.Deferred) => {
+        fn().then(() => deferred.resolve(), (error: unknown) => {
+          bench.abort();
+          reject(error);
+        });
+      },
+      minTime: Math.max(minTime / 20, 0.05),
+      maxTime: minTime,
+      minSamples: MIN_SAMPLES,
+      onCycle: () => progress.update(label, (Date.now() - start) / 1000 / minTime, `${bench.stats.sample.length} samples`),
+      onComplete: () => {
+        progress.clear();
+        if (bench.error) reject(bench.error);
+        else resolve(bench.stats.sample.slice());
+      },
+    });
+    bench.run({ async: true });
+  });
+}
+
+/** Notes go to stderr at once with --json, else under the table they belong to. */
+const pendingNotes: string[] = [];
+function note(options: BenchOptions, text: string): void {
+  if (options.json) console.error(`note: ${text}`);
+  else pendingNotes.push(text);
+}
+
+function reduced(options: BenchOptions): string {
+  return options.json ? '' : '* ';
+}
+
+function flushNotes(): void {
+  if (pendingNotes.length === 0) return;
+  console.log('notes:');
+  for (const text of pendingNotes.splice(0)) console.log(`  ${text}`);
+}
+
+function memoryCheck(bytes: number, what: string): void {
+  const limit = 0.8 * os.totalmem();
+  if (bytes > limit) {
+    throw new RunError(`bench: ${what} needs about ${formatBytes(bytes)}, over 80% of this machine's ${formatBytes(os.totalmem())}; use fewer --rows`);
+  }
+}
+
+const RESULT_COLUMNS = [
+  { title: 'op', width: 20, align: 'left' as const },
+  { title: 'backend', width: 7, align: 'left' as const },
+  { title: 'dtype', width: 5, align: 'left' as const },
+  { title: 'rows×vocab', width: 14, align: 'left' as const },
+  { title: 'thr', width: 3 },
+  { title: 'isa', width: 6, align: 'left' as const },
+  { title: 'median', width: 9 },
+  { title: 'elements/s', width: 10 },
+  { title: 'GB/s', width: 6 },
+  { title: 'read GB/s', width: 9 },
+  { title: 'fraction', width: 8 },
+  { title: 'samples', width: 7 },
+];
+
+/** Table cells of one result; `reduced` marks rows cut to the time budget (explained in the notes). */
+function resultCells(r: Result, reduced: boolean): string[] {
+  return [
+    r.op, r.backend, r.dtype, `${r.rows}×${r.vocab}${reduced ? '*' : ''}`, String(r.threads), r.isa ?? '-', formatSeconds(r.medianMs / 1000),
+    formatSi(r.elementsPerSec), fixed(r.gbPerSec, 2), fixed(r.readBandwidthGbPerSec, 2), fixed(r.bandwidthFraction, 3),
+    String(r.samples),
+  ];
+}
+
+interface Native {
+  threads: number;
+  isa: string;
+}
+
+function currentNative(): Native | null {
+  if (!backendInfo().native.loaded) return null;
+  const info = nativeAddon().info();
+  return { threads: info.threads, isa: info.isa };
+}
+
+function applyNative(threads: number, isa: string): void {
+  const addon = nativeAddon();
+  if (addon.info().threads !== threads) addon.setThreads(threads);
+  if (addon.info().isa !== isa) addon.setIsa(isa);
+}
+
+async function runBench(options: BenchOptions): Promise<number> {
+  const progress = new Progress();
+  const original = currentNative();
+  const table = new Table(RESULT_COLUMNS, (line) => console.log(line));
+  if (!options.json) {
+    console.log(`${PROGRAM} bench — ${machineSummary()}`);
+  }
+  let headerShown = false;
+  try {
+    for (const op of options.ops) {
+      if (op === 'call-overhead') {
+        flushNotes();
+        headerShown = false;
+        await runCallOverhead(options, progress, original);
+        flushNotes();
+        continue;
+      }
+      for (const backend of options.backends) {
+        // js ignores the native pool and SIMD level: one configuration per (dtype, rows, vocab).
+        const threadList = backend === 'cpu' ? options.threads ?? [original!.threads] : [1];
+        const isaList = backend === 'cpu' ? options.isas ?? [original!.isa] : [null];
+        for (const dtype of options.dtypes) {
+          for (const vocab of options.vocabs ?? [DEFAULT_VOCAB]) {
+            for (const requestedRows of options.rows ?? [DEFAULT_ROWS[backend]]) {
+              for (const threads of threadList) {
+                for (const isa of isaList) {
+                  if (!options.json && !headerShown) {
+                    table.header();
+                    headerShown = true;
+                  }
+                  const result = runThroughput(options, progress, op, backend, dtype, vocab, requestedRows, threads, isa);
+                  if (options.json) console.log(JSON.stringify(result));
+                  else table.row(resultCells(result, result.rows !== requestedRows));
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    flushNotes();
+  } finally {
+    if (original) applyNative(original.threads, original.isa);
+    progress.clear();
+  }
+  return 0;
+}
+
+function runThroughput(
+  options: BenchOptions, progress: Progress, op: ThroughputOp, backend: Backend, dtype: DType, vocab: number,
+  requestedRows: number, threads: number, isa: string | null,
+): Result {
+  const minTime = options.minTime ?? DEFAULT_MIN_TIME;
+  const label = `${op} ${backend} ${dtype} ${requestedRows}×${vocab}${backend === 'cpu' ? ` ${threads}t ${isa}` : ''}`;
+  if (backend === 'cpu') applyNative(threads, isa!);
+  let rows = requestedRows;
+  if (backend === 'js') {
+    progress.update(label, 0, 'estimating the time per call');
+    const perRow = secondsPerRow(op, backend, dtype, vocab);
+    if (MIN_SAMPLES * perRow * rows > 2 * minTime) {
+      rows = Math.max(1, Math.min(rows, Math.floor(minTime / 10 / perRow)));
+      note(options, `${reduced(options)}${op} js ${dtype}: ${requestedRows} rows would take about ${formatSeconds(perRow * requestedRows)} a call; ` +
+        `using ${rows} rows (--min-time ${minTime} s)`);
+    }
+  }
+  const def = OPS[op];
+  memoryCheck(def.allocatedBytes(rows, vocab, dtype) + Math.max(def.inputBytes(rows, vocab, dtype), MIN_BANDWIDTH_BYTES), label);
+  progress.update(label, 0, 'generating data');
+  const prepared = def.prepare({ op, backend, dtype, rows, vocab }, options.seed);
+  progress.update(label, 0, 'measuring read bandwidth');
+  const bandwidth: Bandwidth | null = measureReadBandwidth(prepared.inputBytes, backend === 'cpu' ? threads : 1);
+  note(options, `${op} ${backend} ${dtype} ${rows}×${vocab}: ${cacheNote(bandwidth, prepared.inputBytes)}`);
+  const samples = timeSync(label, prepared.fn, minTime, progress);
+  const seconds = median(samples);
+  const gbPerSec = prepared.bytesMoved / seconds / 1e9;
+  return {
+    op,
+    backend,
+    dtype,
+    rows,
+    vocab,
+    threads: backend === 'cpu' ? threads : 1,
+    medianMs: seconds * 1e3,
+    elementsPerSec: prepared.elements / seconds,
+    gbPerSec,
+    readBandwidthGbPerSec: bandwidth ? bandwidth.gbPerSec : null,
+    bandwidthFraction: bandwidth ? gbPerSec / bandwidth.gbPerSec : null,
+    isa: backend === 'cpu' ? isa : null,
+    samples: samples.length,
+  };
+}
+
+async function runCallOverhead(options: BenchOptions, progress: Progress, original: Native | null): Promise<void> {
+  const minTime = options.minTime ?? DEFAULT_CALL_MIN_TIME;
+  const vocabs = options.vocabs ?? [...CALL_OVERHEAD_VOCABS];
+  const backends: Backend[] = original ? ['cpu', 'js'] : ['js'];
+  const threads = options.threads?.[0] ?? original?.threads ?? 1;
+  const isa = options.isas?.[0] ?? original?.isa ?? null;
+  if (original) applyNative(threads, isa!);
+  if (options.rows) note(options, 'call-overhead always uses rows = 1 (--rows ignored)');
+  if (!original) note(options, 'native addon not loaded: call-overhead measures js only; no break-even');
+  for (const dtype of options.dtypes) {
+    const times: Record<string, number[]> = {};
+    const table = new Table(
+      [
+        { title: 'elements', width: 8 },
+        ...backends.flatMap((b) => (['sync', 'async'] as const).map((m) => ({ title: `${b} ${m}`, width: 10 }))),
+        { title: 'faster (sync)', width: 13, align: 'left' as const },
+        { title: 'faster (async)', width: 14, align: 'left' as const },
+      ],
+      (line) => console.log(line),
+    );
+    if (!options.json) {
+      console.log(`\ncall-overhead: time per tokenStats call, rows = 1, ${dtype}, all outputs with tokens` +
+        `${original ? `, cpu ${threads} thread${threads === 1 ? '' : 's'} ${isa}` : ''} (median of benchmark.js samples)`);
+      table.header();
+    }
+    for (const vocab of vocabs) {
+      const cases: CallCase[] = callOverheadCases(dtype, vocab, backends, options.seed);
+      const perCase: Record<string, number> = {};
+      for (const c of cases) {
+        const key = `${c.backend} ${c.mode}`;
+        const label = `call-overhead ${dtype} vocab ${vocab}: ${key}`;
+        const samples = c.sync ? timeSync(label, c.sync, minTime, progress) : await timeAsync(label, c.async!, minTime, progress);
+        const seconds = median(samples);
+        perCase[key] = seconds;
+        (times[key] ??= []).push(seconds);
+        if (options.json) {
+          console.log(JSON.stringify({
+            op: 'call-overhead', backend: c.backend, mode: c.mode, dtype, rows: 1, vocab,
+            threads: c.backend === 'cpu' ? threads : 1, medianMs: seconds * 1e3, elementsPerSec: vocab / seconds,
+            gbPerSec: (vocab * DTYPE_BYTES[dtype]) / seconds / 1e9, readBandwidthGbPerSec: null, bandwidthFraction: null,
+            isa: c.backend === 'cpu' ? isa : null, samples: samples.length,
+          }));
+        }
+      }
+      if (!options.json) {
+        const faster = (m: string) => (original ? (perCase[`cpu ${m}`] < perCase[`js ${m}`] ? 'cpu' : 'js') : '-');
+        table.row([
+          String(vocab),
+          ...backends.flatMap((b) => ['sync', 'async'].map((m) => formatSeconds(perCase[`${b} ${m}`]))),
+          faster('sync'),
+          faster('async'),
+        ]);
+      }
+    }
+    if (original) {
+      const sync = breakEven(vocabs, times['cpu sync'], times['js sync']);
+      const async = breakEven(vocabs, times['cpu async'], times['js async']);
+      if (options.json) {
+        console.log(JSON.stringify({ op: 'call-overhead', dtype, threads, isa, breakEvenElements: { sync, async } }));
+      } else {
+        console.log(`break-even (elements where cpu becomes faster than js): sync ${sync}, async ${async}` +
+          `  (lib/backend.ts SMALL_INPUT_ELEMENTS now ${JSON.stringify(backendInfo().smallInputThreshold)})`);
+      }
+    }
+  }
+}
+
+// ---- main ----
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined) {
+    console.error(HELP_MAIN);
+    return 2;
+  }
+  if (command === '-h' || command === '--help') {
+    console.log(HELP_MAIN);
+    return 0;
+  }
+  if (command === '-v' || command === '--version') {
+    console.log(packageVersion());
+    return 0;
+  }
+  if (command === 'help') {
+    const topic = rest[0];
+    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH : undefined;
+    if (text === undefined) throw new UsageError(`help: unknown command '${topic}'`);
+    console.log(text);
+    return 0;
+  }
+  if (command === 'info') return runInfo(rest);
+  if (command === 'bench') {
+    const options = parseBench(rest);
+    if (!options) {
+      console.log(HELP_BENCH);
+      return 0;
+    }
+    return runBench(options);
+  }
+  throw new UsageError(`unknown command '${command}'`);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      const command = ['info', 'bench'].includes(process.argv[2]) ? `${process.argv[2]} ` : '';
+      console.error(`${PROGRAM} ${error.message}\nRun '${PROGRAM} ${command}--help' for usage.`);
+      process.exitCode = 2;
+    } else if (error instanceof RunError) {
+      console.error(`${PROGRAM} ${error.message}`);
+      process.exitCode = 1;
+    } else {
+      console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+      process.exitCode = 1;
+    }
+  },
+);
