@@ -20,6 +20,10 @@ constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2 = 0.693147180559945309f;
 // The same floor in base 2 (the forward kernels work in log2 units): kExpFloor·log2(e).
 constexpr float kExp2Floor = -125.9f;
+// 2^f ≈ Σ kExp2PolyUnit[k]·f^k on 0 ≤ f < 1, fitted the same way (≤ 1.8e-7 evaluated in f32): for
+// reductions that split x = ⌊x⌋ + f (AVX-512 reduce/scalef).
+constexpr float kExp2PolyUnit[6] = {0.9999999403953552f, 0.6931530237197876f, 0.24015390872955322f,
+                                    0.05582591891288757f, 0.0089894263073802f, 0.0018776666838675737f};
 // 2^f ≈ Σ kExp2Poly[k]·f^k on |f| ≤ ½, fitted for relative error (≤ 2.4e-7 evaluated in f32).
 constexpr float kExp2Poly[6] = {1.0000001192092896f, 0.6931469440460205f, 0.24022112786769867f, 0.05550713092088699f, 0.00967587810009718f, 0.00132774468511343f};
 

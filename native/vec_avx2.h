@@ -74,18 +74,22 @@ struct Vec {
     _mm256_storeu_pd(p + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
   }
 
-  // 2^x for kExp2Floor ≤ x ≤ ~0 or NaN (see vec_avx512.h); 2^n built in the exponent field (n ≥ −126 for
-  // x ≥ kExp2Floor, so it stays a normal number).
+  // 2^x for kExp2Floor ≤ x ≤ ~0 or NaN (see vec_avx512.h). Adding 1.5·2^23 rounds x to the nearest integer n
+  // and leaves n in the low mantissa bits, so one add yields both n (as a float, after subtracting the magic
+  // again) and the integer for the exponent field of 2^n (normal for n ≥ −126, i.e. x ≥ kExp2Floor).
   static F exp2_clamped(F x) {
-    const F n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const F f = _mm256_sub_ps(x, n);
+    const F magic = _mm256_set1_ps(12582912.0f);
+    const F shifted = _mm256_add_ps(x, magic);
+    const F f = _mm256_sub_ps(x, _mm256_sub_ps(shifted, magic));
     F p = _mm256_set1_ps(kExp2Poly[5]);
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[4]));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[3]));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[2]));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[1]));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[0]));
-    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    // bits(shifted) = bits(magic) + n; the exponent field of 2^n is n + 127.
+    const __m256i pow2n = _mm256_slli_epi32(
+        _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000 - 127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
   }
   // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.

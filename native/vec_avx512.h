@@ -73,15 +73,15 @@ struct Vec {
   // fitted for relative error (≤ 2.4e-7 evaluated in f32), 2^n by scalef. Working in base 2 saves the
   // ln2 reduction: callers scale their argument by log2(e) once, together with 1/τ.
   static F exp2_clamped(F x) {
-    const F n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const F f = _mm512_sub_ps(x, n);
-    F p = _mm512_set1_ps(kExp2Poly[5]);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[4]));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[3]));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[2]));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[1]));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[0]));
-    return _mm512_scalef_ps(p, n);
+    // f = x − ⌊x⌋ ∈ [0, 1) in one instruction; scalef multiplies by 2^⌊x⌋ itself, so n is never formed.
+    const F f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    F p = _mm512_set1_ps(kExp2PolyUnit[5]);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2PolyUnit[4]));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2PolyUnit[3]));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2PolyUnit[2]));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2PolyUnit[1]));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2PolyUnit[0]));
+    return _mm512_scalef_ps(p, x);
   }
   // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
   static F exp_nonpositive(F t) {
