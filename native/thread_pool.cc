@@ -64,7 +64,10 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int n) {
   size_ = n;
   stopping_ = false;
-  for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+  // A new worker has seen every job so far: starting it at 0 after a resize would make it run a stale pass
+  // over the last job and decrement busy_ once too often.
+  const uint64_t gen = generation_;
+  for (int i = 1; i < n; ++i) workers_.emplace_back([this, gen] { worker_loop(gen); });
 }
 
 namespace {
@@ -109,8 +112,7 @@ void ThreadPool::run_chunks() {
   }
 }
 
-void ThreadPool::worker_loop() {
-  uint64_t seen = 0;
+void ThreadPool::worker_loop(uint64_t seen) {
   for (;;) {
     {
       Locked lock(mutex_);

@@ -37,7 +37,7 @@ class ThreadPool {
   ThreadPool();
   void start(int n);
   void stop();
-  void worker_loop();
+  void worker_loop(uint64_t seen);
   void run_chunks();
 
   std::mutex job_mutex_;  // serialises parallel_for callers

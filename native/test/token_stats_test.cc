@@ -6,40 +6,24 @@
 //   - ae::softmax_state_merge over a row split in k pieces equals the state of the whole row, and the
 //     kernel-level shard states (ae::token_stats_partial) merge into the unsharded outputs;
 //   - masked rows give 0, non-finite rows give NaN and the smallest bad row index is returned.
-// Built and run by CMakeLists.txt (ctest). Seed: env AE_TEST_SEED, else a fresh one, printed.
+// Built and run by CMakeLists.txt (ctest, one test per step). Seed: env AE_TEST_SEED, else fresh, printed.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "simd.h"
 #include "thread_pool.h"
 #include "token_stats.h"
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-std::string g_context;
-
-#define CHECK(cond, ...)                                                                  \
-  do {                                                                                    \
-    ++g_checks;                                                                           \
-    if (!(cond)) {                                                                        \
-      ++g_failures;                                                                       \
-      if (g_failures <= 50) {                                                             \
-        std::fprintf(stderr, "FAIL %s:%d [%s] %s: ", __FILE__, __LINE__, g_context.c_str(), #cond); \
-        std::fprintf(stderr, __VA_ARGS__);                                                \
-        std::fprintf(stderr, "\n");                                                       \
-      }                                                                                   \
-    }                                                                                     \
-  } while (0)
+using ae_test::g_context;
 
 // SPEC §1.1 accuracy bound: 1e-5 relative or 1e-6 absolute of a float64 reference.
 bool close_spec(double got, double want) {
@@ -411,52 +395,17 @@ void test_partial_shards(std::mt19937_64& rng) {
 
 }  // namespace
 
-// Usage: token_stats_test [step]  (no step: all; ctest registers one test per step).
 int main(int argc, char** argv) {
-  const std::string only = argc > 1 ? argv[1] : "";
-  uint64_t seed;
-  if (const char* env = std::getenv("AE_TEST_SEED"); env != nullptr && *env != '\0') {
-    seed = std::strtoull(env, nullptr, 10);
-  } else {
-    std::random_device rd;
-    seed = (static_cast<uint64_t>(rd()) << 32 | rd()) ^
-           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  }
-  std::printf("token_stats_test: seed %llu (AE_TEST_SEED=%llu to repeat)\n", static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(seed));
   std::printf("isa available:");
   for (ae::Isa isa : ae::isa_available()) std::printf(" %s", ae::isa_name(isa));
   std::printf("  (hardware threads %d)\n", ae::hardware_threads());
-  std::fflush(stdout);
-  std::mt19937_64 rng(seed);
-
-  struct Step {
-    const char* id;
-    const char* name;
-    void (*fn)(std::mt19937_64&);
-  };
-  const Step steps[] = {
-      {"reference", "token_stats vs float64 reference, every ISA, threads 1/2/3", test_token_stats_vs_reference},
-      {"uniform", "uniform rows", [](std::mt19937_64&) { test_uniform_rows(); }},
-      {"non_finite", "non-finite rows", [](std::mt19937_64&) { test_non_finite_rows(); }},
-      {"merge", "softmax_state_merge over k pieces", test_softmax_state_merge},
-      {"partial", "token_stats_partial shards merged", test_partial_shards},
-  };
-  bool known = only.empty();
-  for (const Step& s : steps) known = known || only == s.id;
-  if (!known) {
-    std::fprintf(stderr, "unknown step '%s' (reference, uniform, non_finite, merge, partial)\n", only.c_str());
-    return 2;
-  }
-  for (const Step& s : steps) {
-    if (!only.empty() && only != s.id) continue;
-    const int before = g_failures;
-    const auto t0 = std::chrono::steady_clock::now();
-    s.fn(rng);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%s %s (%.2f s)\n", g_failures == before ? "ok  " : "FAIL", s.name, secs);
-    std::fflush(stdout);
-  }
-  std::printf("%d checks, %d failed\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return ae_test::run_steps(argc, argv,
+                            {
+                                {"reference", "token_stats vs float64 reference, every ISA, threads 1/2/3",
+                                 test_token_stats_vs_reference},
+                                {"uniform", "uniform rows", [](std::mt19937_64&) { test_uniform_rows(); }},
+                                {"non_finite", "non-finite rows", [](std::mt19937_64&) { test_non_finite_rows(); }},
+                                {"merge", "softmax_state_merge over k pieces", test_softmax_state_merge},
+                                {"partial", "token_stats_partial shards merged", test_partial_shards},
+                            });
 }
