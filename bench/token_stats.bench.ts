@@ -19,6 +19,7 @@ import {
   type DType,
   type Tensor,
 } from '../lib';
+import { Sfc32 } from '../lib/prng';
 
 export type Backend = 'cpu' | 'js';
 export type ThroughputOp = 'token-stats' | 'token-stats-backward' | 'full-kl';
@@ -28,43 +29,6 @@ export type BenchOp = (typeof ALL_OPS)[number];
 export const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'f64'];
 
 // ---- data ----
-
-/** sfc32: a small, fast, seedable PRNG (uint32 output); the same seed gives the same data everywhere. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 16; i++) this.next();
-  }
-
-  next(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  float(): number {
-    return this.next() / 4294967296;
-  }
-
-  /** Standard normal (Box–Muller). */
-  normal(): number {
-    const u = 1 - this.float();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.float());
-  }
-}
 
 /** Parameters of the synthetic logits (also printed by `bench --help`). */
 export const LOGITS_MODEL = {
@@ -84,7 +48,7 @@ let normals: Float32Array | undefined;
 /** 2^16 standard normals: the bulk noise is drawn from this table, two indices per PRNG output. */
 function normalTable(): Float32Array {
   if (!normals) {
-    const rng = new Rng(0x5eed);
+    const rng = new Sfc32(0x5eed);
     normals = new Float32Array(1 << NORMALS_BITS);
     for (let i = 0; i < normals.length; i++) normals[i] = rng.normal();
   }
@@ -92,11 +56,11 @@ function normalTable(): Float32Array {
 }
 
 /** The Zipf prior over a vocabulary: bias[j] = −s·ln(rank_j + 1), ranks a seeded permutation. */
-function zipfBias(vocab: number, rng: Rng): { bias: Float32Array; byRank: Int32Array } {
+function zipfBias(vocab: number, rng: Sfc32): { bias: Float32Array; byRank: Int32Array } {
   const byRank = new Int32Array(vocab);
   for (let j = 0; j < vocab; j++) byRank[j] = j;
   for (let j = vocab - 1; j > 0; j--) {
-    const k = rng.next() % (j + 1);
+    const k = rng.uint32() % (j + 1);
     const t = byRank[j];
     byRank[j] = byRank[k];
     byRank[k] = t;
@@ -164,7 +128,7 @@ export interface BenchData {
  * element); kernel time does not depend on which column is the target.
  */
 export function makeLogits(rows: number, vocab: number, dtype: DType, options: { seed?: number; ref?: boolean } = {}): BenchData {
-  const rng = new Rng(options.seed ?? 1);
+  const rng = new Sfc32(options.seed ?? 1);
   const table = normalTable();
   const { bias, byRank } = zipfBias(vocab, rng);
   const data = storage(dtype, rows * vocab);
@@ -178,24 +142,24 @@ export function makeLogits(rows: number, vocab: number, dtype: DType, options: {
   const [b0, b1] = LOGITS_MODEL.boost;
   const mask = (1 << NORMALS_BITS) - 1;
   for (let i = 0; i < rows; i++) {
-    const sigma = s0 + (s1 - s0) * rng.float();
+    const sigma = rng.uniform(s0, s1);
     for (let j = 0; j + 1 < vocab; j += 2) {
-      const r = rng.next();
+      const r = rng.uint32();
       row[j] = bias[j] + sigma * table[r & mask];
       row[j + 1] = bias[j + 1] + sigma * table[r >>> NORMALS_BITS];
     }
-    if (vocab & 1) row[vocab - 1] = bias[vocab - 1] + sigma * table[rng.next() & mask];
-    const boost = b0 + (b1 - b0) * rng.float();
+    if (vocab & 1) row[vocab - 1] = bias[vocab - 1] + sigma * table[rng.uint32() & mask];
+    const boost = rng.uniform(b0, b1);
     for (let k = 0; k < LOGITS_MODEL.contextTokens; k++) {
-      row[byRank[rng.next() % Math.min(vocab, 4096)]] += boost * (1 - 0.25 * k);
+      row[byRank[rng.uint32() % Math.min(vocab, 4096)]] += boost * (1 - 0.25 * k);
     }
     let argmax = 0;
     for (let j = 1; j < vocab; j++) if (row[j] > row[argmax]) argmax = j;
-    tokens[i] = rng.next() % 4 === 0 ? rng.next() % vocab : argmax;
+    tokens[i] = rng.uint32() % 4 === 0 ? rng.uint32() % vocab : argmax;
     store(row, rowBits, data, dtype, i * vocab);
     if (refData) {
       for (let j = 0; j + 1 < vocab; j += 2) {
-        const r = rng.next();
+        const r = rng.uint32();
         refRow[j] = row[j] + LOGITS_MODEL.refNoise * table[r & mask];
         refRow[j + 1] = row[j + 1] + LOGITS_MODEL.refNoise * table[r >>> NORMALS_BITS];
       }
@@ -242,6 +206,16 @@ export interface OpDefinition {
 
 const logitBytes = (rows: number, vocab: number, dtype: DType) => rows * vocab * DTYPE_BYTES[dtype];
 
+/** The Prepared of one configuration: the timed call and its sizes from the op's definition. */
+function prepared(op: OpDefinition, c: Case, fn: () => void): Prepared {
+  return {
+    fn,
+    elements: c.rows * c.vocab,
+    bytesMoved: op.bytesMoved(c.rows, c.vocab, c.dtype),
+    inputBytes: op.inputBytes(c.rows, c.vocab, c.dtype),
+  };
+}
+
 export const OPS: Readonly<Record<ThroughputOp, OpDefinition>> = {
   'token-stats': {
     description: 'tokenStatsSync with tokens: entropy, logprob, logsumexp, sumPiSquared, maxProb in one pass',
@@ -253,12 +227,7 @@ export const OPS: Readonly<Record<ThroughputOp, OpDefinition>> = {
       const out = { entropy: new Float32Array(c.rows), logprob: new Float32Array(c.rows), logsumexp: new Float32Array(c.rows),
         sumPiSquared: new Float32Array(c.rows), maxProb: new Float32Array(c.rows) };
       const options = { tokens, out, backend: c.backend };
-      return {
-        fn: () => void tokenStatsSync(logits, options),
-        elements: c.rows * c.vocab,
-        bytesMoved: this.bytesMoved(c.rows, c.vocab, c.dtype),
-        inputBytes: this.inputBytes(c.rows, c.vocab, c.dtype),
-      };
+      return prepared(this, c, () => void tokenStatsSync(logits, options));
     },
   },
   'token-stats-backward': {
@@ -275,12 +244,7 @@ export const OPS: Readonly<Record<ThroughputOp, OpDefinition>> = {
       const options = {
         tokens, gradLogprob, gradEntropy, logsumexp: forward.logsumexp, entropy: forward.entropy, out, backend: c.backend,
       };
-      return {
-        fn: () => void tokenStatsBackwardSync(logits, options),
-        elements: c.rows * c.vocab,
-        bytesMoved: this.bytesMoved(c.rows, c.vocab, c.dtype),
-        inputBytes: this.inputBytes(c.rows, c.vocab, c.dtype),
-      };
+      return prepared(this, c, () => void tokenStatsBackwardSync(logits, options));
     },
   },
   'full-kl': {
@@ -291,12 +255,7 @@ export const OPS: Readonly<Record<ThroughputOp, OpDefinition>> = {
     prepare(c, seed) {
       const { logits, ref } = makeLogits(c.rows, c.vocab, c.dtype, { seed, ref: true });
       const options = { backend: c.backend };
-      return {
-        fn: () => void fullKlSync(logits, ref!, options),
-        elements: c.rows * c.vocab,
-        bytesMoved: this.bytesMoved(c.rows, c.vocab, c.dtype),
-        inputBytes: this.inputBytes(c.rows, c.vocab, c.dtype),
-      };
+      return prepared(this, c, () => void fullKlSync(logits, ref!, options));
     },
   },
 };

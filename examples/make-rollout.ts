@@ -1,6 +1,6 @@
 /**
  * Generates the bundled rollout batch used by examples/demo.ts: 64 × 32768 bf16 logits from a synthetic
- * LM-like distribution, and one token per row sampled from its softmax. Deterministic (seeded PRNG,
+ * LM-like distribution, and one token per row sampled from its softmax. Deterministic (lib/prng.ts sfc32,
  * IEEE-exact arithmetic plus V8's fdlibm-derived Math.log/exp/cos), so that anyone can regenerate the
  * committed files bit for bit:
  *
@@ -18,6 +18,8 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { Sfc32 } from '../lib/prng';
+import { bf16ToNumber, numberToBf16 } from '../lib/tensor';
 
 export const RECIPE = {
   seed: 20250611,
@@ -34,57 +36,6 @@ export const RECIPE = {
 export const BIN_NAME = `rollout-${RECIPE.rows}x${RECIPE.vocab}.bf16.bin`;
 export const JSON_NAME = 'rollout.json';
 
-/** sfc32 (Chris Doty-Humphrey's small fast chaotic PRNG), 32-bit output. */
-class Sfc32 {
-  private a = 0x9e3779b9;
-  private b = 0x243f6a88;
-  private c = 0xb7e15162;
-  private d: number;
-
-  constructor(seed: number) {
-    this.d = seed >>> 0;
-    for (let i = 0; i < 16; i++) this.next();
-  }
-
-  next(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  float(): number {
-    return ((this.next() >>> 5) * 67108864 + (this.next() >>> 6)) / 9007199254740992;
-  }
-
-  uniform([lo, hi]: readonly [number, number]): number {
-    return lo + (hi - lo) * this.float();
-  }
-
-  normal(): number {
-    const u = 1 - this.float();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.float());
-  }
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-/** Number → bf16 bits, round to nearest even (finite values). */
-function toBf16(x: number): number {
-  f32[0] = x; // the f32 rounding first: values here have far fewer significant bits than f32 keeps
-  const bits = u32[0];
-  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-function fromBf16(h: number): number {
-  u32[0] = h << 16;
-  return f32[0];
-}
-
 export interface Rollout {
   logits: Uint16Array;
   tokens: number[];
@@ -97,7 +48,7 @@ export function makeRollout(): Rollout {
   const byRank = new Int32Array(vocab);
   for (let j = 0; j < vocab; j++) byRank[j] = j;
   for (let j = vocab - 1; j > 0; j--) {
-    const k = Math.floor(rng.float() * (j + 1));
+    const k = rng.int(j + 1);
     const t = byRank[j];
     byRank[j] = byRank[k];
     byRank[k] = t;
@@ -125,16 +76,16 @@ export function makeRollout(): Rollout {
   const tokens: number[] = [];
   const z = new Float64Array(vocab);
   for (let i = 0; i < rows; i++) {
-    const sigma = rng.uniform(RECIPE.noiseScale);
-    const boost = rng.uniform(RECIPE.boost);
-    const tau = rng.uniform(RECIPE.temperature);
+    const sigma = rng.uniform(...RECIPE.noiseScale);
+    const boost = rng.uniform(...RECIPE.boost);
+    const tau = rng.uniform(...RECIPE.temperature);
     for (let j = 0; j < vocab; j++) z[j] = prior[j] + sigma * rng.normal();
     for (let k = 0, b = boost; k < RECIPE.contextTokens; k++, b *= RECIPE.boostDecay) z[drawByPrior()] += b;
     let max = -Infinity;
     for (let j = 0; j < vocab; j++) {
-      const h = toBf16(z[j] / tau);
+      const h = numberToBf16(z[j] / tau); // via f32, then to nearest even
       logits[i * vocab + j] = h;
-      z[j] = fromBf16(h); // sample from what is stored
+      z[j] = bf16ToNumber(h); // sample from what is stored
       if (z[j] > max) max = z[j];
     }
     let sum = 0;

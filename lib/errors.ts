@@ -30,10 +30,11 @@ export interface EngineErrorDetails {
 
 export class EngineError extends Error {
   readonly code: ErrorCodeName;
-  readonly param?: string;
-  readonly expected?: string;
-  readonly received?: string;
-  readonly row?: number;
+  // `declare`: present only when set, so a logged error shows no `undefined` fields.
+  declare readonly param?: string;
+  declare readonly expected?: string;
+  declare readonly received?: string;
+  declare readonly row?: number;
 
   constructor(code: ErrorCodeName, message: string, details: EngineErrorDetails = {}) {
     super(message);

@@ -149,11 +149,10 @@ export function mask01(value: unknown, param: string, length: number): Uint8Arra
   }
   const source = value as ArrayLike<number | bigint>;
   if (source.length !== length) throw argError(ErrorCode.SHAPE_MISMATCH, param, `a mask of length ${length}`, value);
-  const out = value instanceof Uint8Array ? value : new Uint8Array(length);
   for (let i = 0; i < length; i++) {
     const v = Number(source[i]);
     if (v !== 0 && v !== 1) throw argError(ErrorCode.INVALID_ARG_VALUE, `${param}[${i}]`, '0 or 1', source[i]);
-    out[i] = v;
   }
-  return out;
+  // A Uint8Array is used in place (never written); anything else is converted once.
+  return value instanceof Uint8Array ? value : Uint8Array.from(source, Number);
 }

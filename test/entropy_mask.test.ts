@@ -3,8 +3,9 @@
  * interpolation (torch.quantile); mask = m ∧ H ≥ threshold. Checked against the reference quantile.
  */
 import * as ae from '../lib';
+import type { Sfc32 } from '../lib/prng';
 import { refEntropyMask } from './ref/token_stats';
-import { randomMask, Rng, rng } from './helpers';
+import { randomMask, rng } from './helpers';
 
 // ---- parameter table ----
 
@@ -19,7 +20,7 @@ const DATA = ['continuous', 'ties'] as const;
  */
 const THRESHOLD_RTOL = 1e-12;
 
-function entropies(r: Rng, n: number, kind: (typeof KINDS)[number], data: (typeof DATA)[number]): Float32Array | Float64Array {
+function entropies(r: Sfc32, n: number, kind: (typeof KINDS)[number], data: (typeof DATA)[number]): Float32Array | Float64Array {
   const values = kind === 'f32' ? new Float32Array(n) : new Float64Array(n);
   for (let i = 0; i < n; i++) values[i] = data === 'ties' ? r.pick([0, 0.5, 1, 1.5]) : Math.abs(r.normal()) * r.pick([0.1, 1, 5]);
   return values;
@@ -37,7 +38,7 @@ describe.each(CASES)('entropyMask n=$n $kind $data', ({ n, kind, data }) => {
     for (let trial = 0; trial < 8; trial++) {
       const h = entropies(r, n, kind, data);
       const m = trial % 2 === 0 ? null : randomMask(r, n, r.pick([0.2, 0.7, 1]));
-      const rho = trial === 0 ? 0.2 : r.next();
+      const rho = trial === 0 ? 0.2 : r.float();
       const ref = refEntropyMask(h, m, rho);
       const got = ae.entropyMask(h, m, { topQuantile: rho });
       expect(got.mask).toBeInstanceOf(Uint8Array);

@@ -4,8 +4,9 @@
  */
 import * as ae from '../lib';
 import { DType, elementAt, fromNumbers, Tensor } from '../lib/tensor';
+import type { Sfc32 } from '../lib/prng';
 import { refFullKl } from './ref/token_stats';
-import { BackendCase, backendCases, makeLogits, randomMask, Rng, rng, STATS_TOL, withBackend } from './helpers';
+import { BackendCase, backendCases, makeLogits, randomMask, rng, STATS_TOL, withBackend } from './helpers';
 
 // ---- parameter table ----
 
@@ -21,14 +22,14 @@ const BACKENDS: readonly BackendCase[] = backendCases();
  * cancellation; 3: KL of order 1). Where p is −inf, q is finite or −inf at random: p_j = 0 contributes 0
  * either way. q is never −inf where p is finite (that row's KL would be +inf; tested on its own below).
  */
-function makeRef(r: Rng, p: Tensor): Tensor {
+function makeRef(r: Sfc32, p: Tensor): Tensor {
   const vocab = p.shape[p.shape.length - 1];
   const values = new Float64Array(p.data.length);
   for (let i = 0; i < values.length / vocab; i++) {
     const sigma = r.pick([0.01, 0.3, 3]);
     for (let j = i * vocab; j < (i + 1) * vocab; j++) {
       const z = elementAt(p, j);
-      values[j] = z === -Infinity ? (r.next() < 0.5 ? -Infinity : 5 * r.normal()) : z + sigma * r.normal();
+      values[j] = z === -Infinity ? (r.float() < 0.5 ? -Infinity : 5 * r.normal()) : z + sigma * r.normal();
     }
   }
   return fromNumbers(values, p.shape, p.dtype);

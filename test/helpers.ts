@@ -1,5 +1,5 @@
 /**
- * Test helpers: a seeded PRNG (seed from AE_TEST_SEED, else fresh each run, printed once per test file),
+ * Test helpers: seeded PRNGs (lib/prng.ts sfc32; seed from AE_TEST_SEED, else fresh each run, printed once per test file),
  * generators of heavy-tailed logits, the list of backends to run, and the `toMatchReference` /
  * `toEqualBitwise` matchers whose failure reports give the mismatch count, the first 5 indices with both
  * values, and the seed to replay.
@@ -8,9 +8,10 @@ import * as ae from '../lib';
 import {
   bf16ToNumber, DType, elementAt, f16ToNumber, fromNumbers, numberToBf16, numberToF16, Tensor,
 } from '../lib/tensor';
+import { Sfc32 } from '../lib/prng';
 
 // Globals used in per-element loops are bound once: in jest's vm context a global lookup costs ~0.3 µs.
-const { sqrt, log, log2, cos, tan, exp, floor, max, min, abs, PI } = Math;
+const { log2, exp, floor, max, min, abs } = Math;
 const { isFinite, isNaN } = Number;
 
 // ---- seed and PRNG ----
@@ -34,61 +35,9 @@ function hash32(seed: number, label: string): number {
   return h >>> 0;
 }
 
-/** sfc32: small, fast, 128-bit state; good enough for test data. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 12; i++) this.uint32();
-  }
-
-  uint32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.uint32() / 2 ** 32;
-  }
-
-  uniform(lo: number, hi: number): number {
-    return lo + (hi - lo) * this.next();
-  }
-
-  int(n: number): number {
-    return floor(this.next() * n);
-  }
-
-  normal(): number {
-    const u = 1 - this.next();
-    return sqrt(-2 * log(u)) * cos(2 * PI * this.next());
-  }
-
-  cauchy(): number {
-    return tan(PI * (this.next() - 0.5));
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-}
-
 /** A PRNG for one test, derived from the run seed and a label: replaying one test replays its inputs. */
-export function rng(label: string): Rng {
-  return new Rng(hash32(SEED, label));
+export function rng(label: string): Sfc32 {
+  return new Sfc32(hash32(SEED, label));
 }
 
 // ---- logits ----
@@ -103,7 +52,7 @@ export interface LogitOptions {
 }
 
 /** One row of heavy-tailed logits in float64 (before encoding to a dtype). */
-export function randomRow(r: Rng, vocab: number, opts: LogitOptions = {}): Float64Array {
+export function randomRow(r: Sfc32, vocab: number, opts: LogitOptions = {}): Float64Array {
   const limit = opts.limit ?? 3e4;
   const extremes = opts.extremes ?? true;
   const kind = r.int(extremes ? 4 : 2);
@@ -119,12 +68,12 @@ export function randomRow(r: Rng, vocab: number, opts: LogitOptions = {}): Float
   }
   if (kind === 3) {
     const count = 1 + r.int(3);
-    for (let k = 0; k < count; k++) row[r.int(vocab)] = min(limit, 1e4) * (r.next() < 0.6 ? 1 : -1);
+    for (let k = 0; k < count; k++) row[r.int(vocab)] = min(limit, 1e4) * (r.float() < 0.6 ? 1 : -1);
   }
-  if ((opts.negInf ?? true) && vocab > 1 && r.next() < 0.5) {
+  if ((opts.negInf ?? true) && vocab > 1 && r.float() < 0.5) {
     const fraction = r.uniform(0.05, 0.9);
     const negInf = -Infinity;
-    for (let j = 0; j < vocab; j++) if (r.next() < fraction) row[j] = negInf;
+    for (let j = 0; j < vocab; j++) if (r.float() < fraction) row[j] = negInf;
     if (row.every((v) => v === -Infinity)) row[r.int(vocab)] = offset; // keep the row finite
   }
   return row;
@@ -138,7 +87,7 @@ export interface Logits {
   vocab: number;
 }
 
-export function makeLogits(r: Rng, shape: readonly number[], dtype: DType, opts: LogitOptions = {}): Logits {
+export function makeLogits(r: Sfc32, shape: readonly number[], dtype: DType, opts: LogitOptions = {}): Logits {
   const vocab = shape[shape.length - 1];
   const rows = shape.reduce((a, b) => a * b, 1) / vocab;
   const values = new Float64Array(rows * vocab);
@@ -148,7 +97,7 @@ export function makeLogits(r: Rng, shape: readonly number[], dtype: DType, opts:
 }
 
 /** A token per row at a finite entry of the encoded tensor (the argmax a third of the time). */
-export function pickTokens(r: Rng, logits: Tensor): Int32Array {
+export function pickTokens(r: Sfc32, logits: Tensor): Int32Array {
   const vocab = logits.shape[logits.shape.length - 1];
   const rows = logits.data.length / vocab;
   const tokens = new Int32Array(rows);
@@ -160,18 +109,18 @@ export function pickTokens(r: Rng, logits: Tensor): Int32Array {
       if (isFinite(z)) finite.push(j);
       if (z > elementAt(logits, i * vocab + best)) best = j;
     }
-    tokens[i] = r.next() < 1 / 3 || finite.length === 0 ? best : r.pick(finite);
+    tokens[i] = r.float() < 1 / 3 || finite.length === 0 ? best : r.pick(finite);
   }
   return tokens;
 }
 
-export function randomMask(r: Rng, n: number, pOne = 0.7): Uint8Array {
+export function randomMask(r: Sfc32, n: number, pOne = 0.7): Uint8Array {
   const m = new Uint8Array(n);
-  for (let i = 0; i < n; i++) m[i] = r.next() < pOne ? 1 : 0;
+  for (let i = 0; i < n; i++) m[i] = r.float() < pOne ? 1 : 0;
   return m;
 }
 
-export function randomFloat32(r: Rng, n: number, scale = 1): Float32Array {
+export function randomFloat32(r: Sfc32, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = scale * r.normal();
   return a;

@@ -88,7 +88,7 @@ describe.each(OPTION_CASES)('options [$shape] $dtype', ({ shape, dtype }) => {
     const rowMask = randomMask(r, rows);
     rowMask[0] = 0;
     // Masked rows may hold anything: an out-of-range token, a NaN logit.
-    tokens[0] = r.next() < 0.5 ? -1 : vocab;
+    tokens[0] = r.float() < 0.5 ? -1 : vocab;
     logits.data[0] = dtype === 'bf16' ? 0x7fc0 : dtype === 'f16' ? 0x7e00 : NaN; // a NaN in each encoding
     const ref = refTokenStats(logits, { tokens, temperature, rowMask });
     await withBackend(c, async () => {

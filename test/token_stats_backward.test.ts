@@ -4,9 +4,10 @@
  */
 import * as ae from '../lib';
 import { DType, fromNumbers, Tensor, TensorData } from '../lib/tensor';
+import type { Sfc32 } from '../lib/prng';
 import { refTokenStatsBackward, rowStats, rowU } from './ref/token_stats';
 import {
-  BackendCase, backendCases, makeLogits, randomFloat32, randomMask, rng, roundBf16, roundF16, Rng, Tolerance,
+  BackendCase, backendCases, makeLogits, randomFloat32, randomMask, rng, roundBf16, roundF16, Tolerance,
   ulp16, widened, withBackend,
 } from './helpers';
 
@@ -71,7 +72,7 @@ interface Upstream {
   tokens?: Int32Array;
 }
 
-function upstream(r: Rng, rows: number, tokens: Int32Array, which: (typeof UPSTREAM)[number]): Upstream {
+function upstream(r: Sfc32, rows: number, tokens: Int32Array, which: (typeof UPSTREAM)[number]): Upstream {
   const u: Upstream = {};
   if (which !== 'entropy') [u.gradLogprob, u.tokens] = [randomFloat32(r, rows), tokens];
   if (which !== 'logprob') u.gradEntropy = randomFloat32(r, rows);

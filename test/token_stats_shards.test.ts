@@ -5,9 +5,10 @@
  */
 import * as ae from '../lib';
 import { DType, fromNumbers, Tensor, TensorData } from '../lib/tensor';
+import type { Sfc32 } from '../lib/prng';
 import { refTokenStats, refTokenStatsPartial } from './ref/token_stats';
 import {
-  BackendCase, backendCases, pickTokens, randomMask, randomRow, Rng, rng, STATS_TOL, Tolerance, withBackend,
+  BackendCase, backendCases, pickTokens, randomMask, randomRow, rng, STATS_TOL, Tolerance, withBackend,
 } from './helpers';
 
 const { abs, exp, log, max } = Math; // bound once: global lookups are slow in jest's vm context
@@ -33,14 +34,14 @@ interface Sharded {
 }
 
 /** Random cut points 0 < c_1 < … < c_{k−1} < V: shards of uneven widths, at least 1 column each. */
-function cuts(r: Rng, vocab: number, k: number): number[] {
+function cuts(r: Sfc32, vocab: number, k: number): number[] {
   const points = new Set<number>();
   while (points.size < k - 1) points.add(1 + r.int(vocab - 1));
   return [0, ...[...points].sort((a, b) => a - b), vocab];
 }
 
 /** Logits split into k shards along V; one shard is entirely −inf in about half of the rows. */
-function makeSharded(r: Rng, shape: readonly number[], dtype: DType, k: number): Sharded {
+function makeSharded(r: Sfc32, shape: readonly number[], dtype: DType, k: number): Sharded {
   const vocab = shape[shape.length - 1];
   const rows = shape.reduce((a, b) => a * b, 1) / vocab;
   const bounds = cuts(r, vocab, k);
@@ -48,7 +49,7 @@ function makeSharded(r: Rng, shape: readonly number[], dtype: DType, k: number):
   const values = new Float64Array(rows * vocab);
   for (let i = 0; i < rows; i++) {
     const row = randomRow(r, vocab);
-    if (r.next() < 0.5) row.fill(-Infinity, bounds[blank], bounds[blank + 1]);
+    if (r.float() < 0.5) row.fill(-Infinity, bounds[blank], bounds[blank + 1]);
     if (row.every((v) => v === -Infinity)) row[blank === 0 ? vocab - 1 : 0] = r.normal(); // keep the row finite
     values.set(row, i * vocab);
   }
