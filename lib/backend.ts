@@ -22,10 +22,11 @@ export interface LoadAttempt {
 /**
  * Inputs with fewer elements than this go to the JS backend under 'auto': below it the fixed cost of a
  * native call (argument checks, thread hand-off) exceeds the work. Measured with
- * `advantage-engine bench --op call-overhead` (README, "Small inputs"): cpu overtook js at 220–630 elements
- * for sync calls and 2.9k–7.8k for async ones (a libuv hop, ~30 µs) over five runs on the 2-core dev machine.
+ * `advantage-engine bench --op call-overhead` (README, "Backends"): over six runs on the 2-core development
+ * machine cpu overtook js at 220–630 elements for sync calls and 2.9k–7.8k for async ones (an AsyncWorker
+ * hop costs 30–200 µs there).
  */
-export const SMALL_INPUT_ELEMENTS = { sync: 512, async: 4096 } as const;
+export const SMALL_INPUT_ELEMENTS = { sync: 512, async: 8192 } as const;
 
 /** The directory holding our package.json: dist/lib/ when compiled, lib/ when run from source (ts-jest). */
 function findPackageRoot(): string {

@@ -1,4 +1,4 @@
-// Row kernels for token statistics (SPEC §1.1, §1.2, §1.4), written once over a vector type `V`
+// Row kernels for token statistics (SPEC §1.1, §1.2, §1.4), written once over a vector type `Vec`
 // (vec_scalar.h, vec_avx2.h, vec_avx512.h). Each ISA translation unit includes this header inside its
 // own namespace, so the three instantiations never meet at link time.
 //
@@ -6,8 +6,12 @@
 // f64 is centred in f64 and then narrowed. A row is cut into blocks of kBlock = 256 vectors; each block is read
 // twice back to back (max, then exp-sums from L1) and summarised as a SoftmaxState with f32 lane
 // accumulators (≤ 128 terms per lane); blocks merge in f64 in row order. Error vs a float64 reference:
-// ≤ 1e-5 relative or 1e-6 absolute on every output at V = 152k (tested). −inf entries weigh exactly 0.
-// While the exp pass works on block b, the next block is prefetched, so memory reads overlap the math.
+// ≤ 1e-5 relative or 1e-6 absolute on every output at V = 152k (tested). −inf entries get exactly 0 in
+// gradients and KL; in the forward sums each weighs at most exp(−87.3) relative to the block max (below f32
+// resolution, see block_state). While the exp pass works on block b, the next block is prefetched into L1,
+// so memory reads overlap the math (measured: 0.48 → 0.65 of the read bandwidth for f32).
+//
+// Standard headers (<type_traits>) are included by the including .cc, since this file sits inside a namespace.
 //
 // This header is included by token_stats_{scalar,avx2,avx512}.cc after `Vec` is defined in the
 // enclosing namespace.
