@@ -160,13 +160,15 @@ index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
       } else {
         RowMax z_max;
         const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_max);
-        z_shift = z_max.shift;
         if (!softmax_state_finite(st)) {
           bad.note(i);
           for (index_t j = 0; j < a.vocab; ++j) store_element(out_row, a.out_dtype, j, NAN);
           continue;
         }
-        log_norm = std::log(st.s);
+        // The gradient kernel takes an f32 shift; the state's f64 reference differs from it by rounding,
+        // which moves into log_norm: log p = (z − shift)/τ − log s = (z − fl(shift))/τ − (log s + (shift − fl(shift))/τ).
+        z_shift = static_cast<float>(z_max.shift);
+        log_norm = std::log(st.s) + (z_max.shift - static_cast<double>(z_shift)) * inv_tau;
         entropy = softmax_state_finalize(st).entropy;
       }
       // Read z_y before the row is overwritten (in-place gradients).

@@ -15,11 +15,12 @@
 
 namespace ae {
 
-// A row's maximum as the kernels see it: `shift` is the f32 value every exponent is taken relative to (the
-// state's m is shift/τ); `exact` is the true maximum, which differs from shift only for f64 logits whose
-// maximum is not representable in f32 (max p = exp((exact − shift)/τ)/s).
+// A row's maximum as the kernels see it: `shift` is the reference point every exponent is taken relative to
+// (the state's m is shift/τ); `exact` is the true maximum. They differ by rounding: the fused x = z·scale −
+// fl(max·scale) puts the reference at fl(max·scale)/scale, and f64 logits are shifted by their f32-rounded
+// maximum. max p = exp((exact − shift)/τ)/s.
 struct RowMax {
-  float shift;
+  double shift;
   double exact;
 };
 

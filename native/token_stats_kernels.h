@@ -59,7 +59,6 @@ template <typename T>
 inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, RowMax* z_max) {
   using F = typename Vec::F;
   const float zmax = block_max(z, len);
-  z_max->shift = zmax;
   z_max->exact = zmax;
   if constexpr (std::is_same<T, double>::value) {
     // f64 logits narrow to f32 in block_max; the true maximum is needed for max p.
@@ -67,16 +66,26 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
     for (index_t j = 0; j < len; ++j) exact = z[j] > exact || z[j] != z[j] ? z[j] : exact;
     z_max->exact = exact;
   }
+  z_max->shift = zmax;
   if (zmax == -__builtin_inff()) return softmax_state_empty();  // all −inf: no mass
-  // x = (z − max)·log2(e)/τ: exponents in base 2, so t = x·ln2 and e = 2^x.
-  const F shift_v = Vec::set1(zmax), scale_v = Vec::set1(inv_tau * kLog2e), floor_v = Vec::set1(kExp2Floor);
+  // Exponents in base 2, x = (z − shift)·log2(e)/τ, so that e = 2^x and t = x·ln2. With FMA hardware
+  // (and not for f64, which is centred in f64) x = z·scale − offset in one instruction, offset = fl(max·scale):
+  // the FMA rounds once, so the exact reference point is offset/scale, kept in f64 as the shift.
+  const float scale = inv_tau * kLog2e;
+  constexpr bool fused = Vec::kFusedMultiplySubtract && !std::is_same<T, double>::value;
+  const float offset = zmax * scale;
+  if (fused) z_max->shift = static_cast<double>(offset) / static_cast<double>(scale);
+  const F shift_v = Vec::set1(zmax), scale_v = Vec::set1(scale), offset_v = Vec::set1(offset);
+  const F floor_v = Vec::set1(kExp2Floor);
+  const auto exponent = [&](const T* p) {
+    return Vec::max(floor_v, fused ? Vec::fmsub(Vec::load(p), scale_v, offset_v) : Vec::centered(p, shift_v, scale_v));
+  };
   F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
   const char* next_block = reinterpret_cast<const char*>(z + kBlock);
   index_t j = 0;
   for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
     prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
-    const F xa = Vec::max(floor_v, Vec::centered(z + j, shift_v, scale_v));
-    const F xb = Vec::max(floor_v, Vec::centered(z + j + Vec::W, shift_v, scale_v));
+    const F xa = exponent(z + j), xb = exponent(z + j + Vec::W);
     const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
     s0 = Vec::add(s0, ea);
     s1 = Vec::add(s1, eb);
@@ -92,7 +101,7 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
       pad_tail(z + j, len - j, buf);
       src = buf;
     }
-    const F xa = Vec::max(floor_v, Vec::centered(src, shift_v, scale_v));
+    const F xa = exponent(src);
     const F ea = Vec::exp2_clamped(xa);
     s0 = Vec::add(s0, ea);
     t0 = Vec::fmadd(ea, xa, t0);
@@ -102,7 +111,7 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
   st.s = Vec::reduce_add(Vec::add(s0, s1));
   st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
   st.q = Vec::reduce_add(Vec::add(q0, q1));
-  st.m = static_cast<double>(zmax) * inv_tau_exact;
+  st.m = z_max->shift * inv_tau_exact;
   return st;
 }
 
@@ -112,7 +121,7 @@ SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, RowMax*
   const T* z = static_cast<const T*>(row);
   const float inv_tau = static_cast<float>(inv_tau_exact);
   SoftmaxState acc = softmax_state_empty();
-  RowMax zmax{-__builtin_inff(), -INFINITY};
+  RowMax zmax{-INFINITY, -INFINITY};
   for (index_t b = 0; b < n; b += kBlock) {
     RowMax block_zmax;
     const SoftmaxState st = block_state(z + b, n - b < kBlock ? n - b : kBlock, inv_tau, inv_tau_exact, &block_zmax);

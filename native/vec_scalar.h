@@ -22,6 +22,9 @@ struct Vec {
   static F sub(F a, F b) { return a - b; }
   static F mul(F a, F b) { return a * b; }
   static F fmadd(F a, F b, F c) { return a * b + c; }  // std::fma is a libm call without -mfma
+  // a·b − c rounded twice (std::fma is a libm call without -mfma): kernels must not rely on it being fused.
+  static F fmsub(F a, F b, F c) { return a * b - c; }
+  static constexpr bool kFusedMultiplySubtract = false;
   static F max(F a, F b) { return a > b ? a : b; }
   static float reduce_add(F a) { return a; }
   static float reduce_max(F a) { return a; }
