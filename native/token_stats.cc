@@ -119,9 +119,12 @@ index_t token_stats(const TokenStatsArgs& a) {
       put(a.sum_pi_squared, i, r.sum_pi_squared);
       put(a.max_prob, i, z_max.exact == z_max.shift ? r.max_prob : std::exp((z_max.exact - z_max.shift) * inv_tau) * r.max_prob);
       if (a.logprob != nullptr) {
+        // Token ids were range-checked at the call, but an async caller could change them since: read once,
+        // check again, never index outside the row.
+        const int32_t y = a.tokens[i];
         // u_y − lse = (z_y − shift)/τ − log s: centred first so large logits keep their precision.
-        const double zy = element_at(row, a.dtype, a.tokens[i]);
-        put(a.logprob, i, (zy - z_max.shift) * inv_tau - std::log(st.s));
+        put(a.logprob, i,
+            y >= 0 && y < a.vocab ? (element_at(row, a.dtype, y) - z_max.shift) * inv_tau - std::log(st.s) : NAN);
       }
     }
   });
@@ -171,9 +174,11 @@ index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
         log_norm = std::log(st.s) + (z_max.shift - static_cast<double>(z_shift)) * inv_tau;
         entropy = softmax_state_finalize(st).entropy;
       }
-      // Read z_y before the row is overwritten (in-place gradients).
-      const bool has_target = a.tokens != nullptr && g_lp != 0.0;
-      const double zy = has_target ? element_at(row, a.dtype, a.tokens[i]) : 0.0;
+      // Read z_y before the row is overwritten (in-place gradients); the id is read once and checked again
+      // (see token_stats).
+      const int32_t y = a.tokens != nullptr ? a.tokens[i] : -1;
+      const bool has_target = a.tokens != nullptr && g_lp != 0.0 && y >= 0 && y < a.vocab;
+      const double zy = has_target ? element_at(row, a.dtype, y) : 0.0;
       const double coef_a = -(g_lp + g_h * entropy) * inv_tau, coef_b = -g_h * inv_tau;
       row_backward(row, a.vocab, z_shift, static_cast<float>(inv_tau), static_cast<float>(log_norm),
                    static_cast<float>(coef_a), static_cast<float>(coef_b), out_row);
@@ -181,7 +186,7 @@ index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
         // Entry y also gets the indicator term of ∂logprob/∂z: g_lp·(1 − p_y)/τ.
         const double logp = (zy - z_shift) * inv_tau - log_norm;
         const double p = std::exp(logp);
-        store_element(out_row, a.out_dtype, a.tokens[i],
+        store_element(out_row, a.out_dtype, y,
                       static_cast<float>(inv_tau * (g_lp * (1.0 - p) - g_h * p * (logp + entropy))));
       }
     }
