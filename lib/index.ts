@@ -31,4 +31,7 @@ export type {
   TokenStatsPartialOptions,
   FullKlOptions,
   TokenIds,
+  Precision,
+  TokenStatsF64Options,
+  MergeTokenStatsOptions,
 } from './ops/token_stats';

@@ -94,6 +94,15 @@ export function float32Of(value: unknown, param: string, length: number): Float3
   return value;
 }
 
+/** A Float64Array of exactly `length` elements. */
+export function float64Of(value: unknown, param: string, length: number): Float64Array {
+  if (!(value instanceof Float64Array)) throw argError(ErrorCode.INVALID_ARG_TYPE, param, 'a Float64Array', value);
+  if (value.length !== length) {
+    throw argError(ErrorCode.SHAPE_MISMATCH, param, `a Float64Array of length ${length}`, value);
+  }
+  return value;
+}
+
 /** Token ids: Int32Array, Uint32Array, BigInt64Array or an array of integers, `length` of them,
  * each in [0, vocab) for the rows where `rowMask` is set. Returns an Int32Array (copied only when the
  * input is not one already). */

@@ -5,6 +5,8 @@
  */
 export type RowResult<A extends boolean> = A extends true ? Promise<number> : number;
 type F32 = Float32Array | null;
+/** An output column: Float32Array, or Float64Array when `exact`. */
+type Out = Float32Array | Float64Array | null;
 
 export interface NativeInfo {
   isa: string;
@@ -30,7 +32,7 @@ export interface NativeAddon {
   tokenStats<A extends boolean>(
     logits: ArrayBufferView, dtype: number, rows: number, vocab: number, tokens: Int32Array | null,
     temperature: number, rowMask: Uint8Array | null,
-    entropy: F32, logprob: F32, logsumexp: F32, sumPiSquared: F32, maxProb: F32, async: A,
+    entropy: Out, logprob: Out, logsumexp: Out, sumPiSquared: Out, maxProb: Out, exact: boolean, async: A,
   ): RowResult<A>;
   tokenStatsBackward<A extends boolean>(
     logits: ArrayBufferView, dtype: number, rows: number, vocab: number, tokens: Int32Array | null,
@@ -41,7 +43,7 @@ export interface NativeAddon {
     logits: ArrayBufferView, dtype: number, rows: number, vocab: number, tokens: Int32Array | null,
     vocabOffset: number, temperature: number, rowMask: Uint8Array | null,
     max: Float64Array, sumExp: Float64Array, sumExpU: Float64Array, sumExp2: Float64Array, targetLogit: Float64Array,
-    async: A,
+    exact: boolean, async: A,
   ): RowResult<A>;
   fullKl<A extends boolean>(
     logits: ArrayBufferView, refLogits: ArrayBufferView, dtype: number, rows: number, vocab: number,

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "thread_pool.h"
+#include "storage.h"
 #include "vec_scalar.h"
 
 namespace ae {
@@ -88,8 +89,48 @@ void store_element(void* row, DType dtype, index_t j, float v) {
   }
 }
 
-inline void put(float* out, index_t i, double v) {
-  if (out != nullptr) out[i] = static_cast<float>(v);
+// An optional output column, f32 or f64.
+inline void put(void* out, bool f64, index_t i, double v) {
+  if (out == nullptr) return;
+  if (f64) static_cast<double*>(out)[i] = v;
+  else static_cast<float*>(out)[i] = static_cast<float>(v);
+}
+
+inline double widen(float x) { return x; }
+inline double widen(double x) { return x; }
+inline double widen(bf16_t x) { return bf16_to_f32(x.bits); }
+inline double widen(f16_t x) { return f16_to_f32(x.bits); }
+
+// The exact-precision state of a row: two passes in double with exp() (the reference's arithmetic, up to
+// summation order). Used when a caller asks for f64 results; not vectorised.
+template <typename T>
+SoftmaxState row_state_exact_typed(const void* row, index_t n, double inv_tau, RowMax* z_max) {
+  const T* z = static_cast<const T*>(row);
+  double zmax = -INFINITY;
+  for (index_t j = 0; j < n; ++j) {
+    const double v = widen(z[j]);
+    if (v > zmax || v != v) zmax = v;
+  }
+  *z_max = RowMax{zmax, zmax};
+  if (zmax == -INFINITY) return softmax_state_empty();
+  SoftmaxState st{zmax * inv_tau, 0.0, 0.0, 0.0};
+  for (index_t j = 0; j < n; ++j) {
+    const double t = (widen(z[j]) - zmax) * inv_tau;
+    const double e = std::exp(t);
+    st.s += e;
+    if (e != 0.0) st.t += e * t;  // 0·(−inf) := 0
+    st.q += e * e;
+  }
+  return st;
+}
+
+SoftmaxState row_state_exact(const void* row, DType dtype, index_t n, double inv_tau, RowMax* z_max) {
+  switch (dtype) {
+    case DType::F32: return row_state_exact_typed<float>(row, n, inv_tau, z_max);
+    case DType::F64: return row_state_exact_typed<double>(row, n, inv_tau, z_max);
+    case DType::BF16: return row_state_exact_typed<bf16_t>(row, n, inv_tau, z_max);
+    default: return row_state_exact_typed<f16_t>(row, n, inv_tau, z_max);
+  }
 }
 
 }  // namespace
@@ -98,32 +139,35 @@ index_t token_stats(const TokenStatsArgs& a) {
   const auto row_state = token_stats_kernels(isa_active()).row_state[static_cast<int>(a.dtype)];
   const size_t row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.dtype);
   const double inv_tau = 1.0 / a.temperature;
+  const bool f64 = a.exact;
   FirstBadRow bad;
   ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
     for (index_t i = begin; i < end; ++i) {
       if (a.row_mask != nullptr && a.row_mask[i] == 0) {
-        for (float* out : {a.entropy, a.logprob, a.logsumexp, a.sum_pi_squared, a.max_prob}) put(out, i, 0.0);
+        for (void* out : {a.entropy, a.logprob, a.logsumexp, a.sum_pi_squared, a.max_prob}) put(out, f64, i, 0.0);
         continue;
       }
       const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * row_bytes;
       RowMax z_max;
-      const SoftmaxState st = row_state(row, a.vocab, inv_tau, &z_max);
+      const SoftmaxState st =
+          a.exact ? row_state_exact(row, a.dtype, a.vocab, inv_tau, &z_max) : row_state(row, a.vocab, inv_tau, &z_max);
       if (!softmax_state_finite(st)) {
         bad.note(i);
-        for (float* out : {a.entropy, a.logprob, a.logsumexp, a.sum_pi_squared, a.max_prob}) put(out, i, NAN);
+        for (void* out : {a.entropy, a.logprob, a.logsumexp, a.sum_pi_squared, a.max_prob}) put(out, f64, i, NAN);
         continue;
       }
       const TokenStatsRow r = softmax_state_finalize(st);
-      put(a.entropy, i, r.entropy);
-      put(a.logsumexp, i, r.lse);
-      put(a.sum_pi_squared, i, r.sum_pi_squared);
-      put(a.max_prob, i, z_max.exact == z_max.shift ? r.max_prob : std::exp((z_max.exact - z_max.shift) * inv_tau) * r.max_prob);
+      put(a.entropy, f64, i, r.entropy);
+      put(a.logsumexp, f64, i, r.lse);
+      put(a.sum_pi_squared, f64, i, r.sum_pi_squared);
+      put(a.max_prob, f64, i,
+          z_max.exact == z_max.shift ? r.max_prob : std::exp((z_max.exact - z_max.shift) * inv_tau) * r.max_prob);
       if (a.logprob != nullptr) {
         // Token ids were range-checked at the call, but an async caller could change them since: read once,
         // check again, never index outside the row.
         const int32_t y = a.tokens[i];
         // u_y − lse = (z_y − shift)/τ − log s: centred first so large logits keep their precision.
-        put(a.logprob, i,
+        put(a.logprob, f64, i,
             y >= 0 && y < a.vocab ? (element_at(row, a.dtype, y) - z_max.shift) * inv_tau - std::log(st.s) : NAN);
       }
     }
@@ -206,7 +250,7 @@ index_t token_stats_partial(const TokenStatsPartialArgs& a) {
       if (a.row_mask == nullptr || a.row_mask[i] != 0) {
         const char* row = static_cast<const char*>(a.logits) + static_cast<size_t>(i) * row_bytes;
         RowMax z_max;
-        st = row_state(row, a.vocab, inv_tau, &z_max);
+        st = a.exact ? row_state_exact(row, a.dtype, a.vocab, inv_tau, &z_max) : row_state(row, a.vocab, inv_tau, &z_max);
         // An all −inf shard row is a valid empty state; NaN or +inf is not.
         if (st.s != st.s || st.t != st.t || st.q != st.q || z_max.exact == INFINITY) {
           bad.note(i);

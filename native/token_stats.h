@@ -41,12 +41,15 @@ struct TokenStatsArgs {
   const int32_t* tokens = nullptr;   // optional, [rows], validated in range by the caller
   double temperature = 1.0;
   const uint8_t* row_mask = nullptr;  // optional, [rows]
-  // Optional outputs, [rows] each.
-  float* entropy = nullptr;
-  float* logprob = nullptr;
-  float* logsumexp = nullptr;
-  float* sum_pi_squared = nullptr;
-  float* max_prob = nullptr;
+  // f64 arithmetic throughout (a scalar double loop with exp()), for callers that need results exact to
+  // double rounding (trainer presets on f64 inputs); the outputs are then f64 arrays.
+  bool exact = false;
+  // Optional outputs, [rows] each: float* when !exact, double* when exact.
+  void* entropy = nullptr;
+  void* logprob = nullptr;
+  void* logsumexp = nullptr;
+  void* sum_pi_squared = nullptr;
+  void* max_prob = nullptr;
 };
 index_t token_stats(const TokenStatsArgs& args);
 
@@ -74,6 +77,7 @@ struct TokenStatsPartialArgs {
   index_t vocab_offset = 0;
   double temperature = 1.0;
   const uint8_t* row_mask = nullptr;
+  bool exact = false;  // f64 arithmetic (see TokenStatsArgs::exact)
   // [rows] each, f64: M, Σ exp(u−M), Σ exp(u−M)·u, Σ exp(2(u−M)), u_y (SPEC §1.3).
   double* max = nullptr;
   double* sum_exp = nullptr;

@@ -111,26 +111,46 @@ export function rowState(x: Row, o: number, n: number, invTau: number, st: Float
   st[3] = q0 + q1;
 }
 
+/** rowState in plain f64 with Math.exp (no table): the `precision: 'f64'` path, exact to double rounding. */
+export function rowStateExact(x: Row, o: number, n: number, invTau: number, st: Float64Array): void {
+  const zmax = rowMax(x, o, n);
+  const shift = zmax === -Infinity ? 0 : zmax;
+  let s = 0, t = 0, q = 0;
+  for (let j = o, end = o + n; j < end; j++) {
+    const d = (x[j] - shift) * invTau;
+    const e = Math.exp(d);
+    s += e;
+    if (e !== 0) t += e * d; // 0·(−inf) := 0
+    q += e * e;
+  }
+  st[0] = shift;
+  st[1] = s;
+  st[2] = t;
+  st[3] = q;
+}
+
 function finite(s: number): boolean {
   return s > 0 && s < Infinity;
 }
 
+type Column = Float32Array | Float64Array;
 export interface StatsOutputs {
-  entropy?: Float32Array;
-  logprob?: Float32Array;
-  logsumexp?: Float32Array;
-  sumPiSquared?: Float32Array;
-  maxProb?: Float32Array;
+  entropy?: Column;
+  logprob?: Column;
+  logsumexp?: Column;
+  sumPiSquared?: Column;
+  maxProb?: Column;
 }
 
-/** SPEC §1.1 over all rows; returns the first non-finite row or −1. */
+/** SPEC §1.1 over all rows; returns the first non-finite row or −1. `exact`: Math.exp instead of the table. */
 export function tokenStats(
   t: Tensor, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
-  rowMask: Uint8Array | null, out: StatsOutputs,
+  rowMask: Uint8Array | null, out: StatsOutputs, exact = false,
 ): number {
   const invTau = 1 / temperature;
   const reader = new RowReader(t, vocab);
   const st = new Float64Array(4);
+  const state = exact ? rowStateExact : rowState;
   const outs = [out.entropy, out.logprob, out.logsumexp, out.sumPiSquared, out.maxProb];
   let bad = -1;
   for (let i = 0; i < rows; i++) {
@@ -139,7 +159,7 @@ export function tokenStats(
       continue;
     }
     const [x, o] = reader.row(i);
-    rowState(x, o, vocab, invTau, st);
+    state(x, o, vocab, invTau, st);
     const [shift, s, tSum, q] = st;
     if (!finite(s) || shift === Infinity || tSum !== tSum) {
       if (bad < 0) bad = i;
@@ -237,17 +257,18 @@ export interface PartialOutputs {
 /** SPEC §1.3 for one vocabulary shard; all −inf shard rows are valid empty states. */
 export function tokenStatsPartial(
   t: Tensor, rows: number, vocab: number, tokens: Int32Array | null, vocabOffset: number, temperature: number,
-  rowMask: Uint8Array | null, out: PartialOutputs,
+  rowMask: Uint8Array | null, out: PartialOutputs, exact = false,
 ): number {
   const invTau = 1 / temperature;
   const reader = new RowReader(t, vocab);
   const st = new Float64Array(4);
+  const state = exact ? rowStateExact : rowState;
   let bad = -1;
   for (let i = 0; i < rows; i++) {
     let m = -Infinity, s = 0, tSum = 0, q = 0, target = NaN;
     if (!rowMask || rowMask[i] !== 0) {
       const [x, o] = reader.row(i);
-      rowState(x, o, vocab, invTau, st);
+      state(x, o, vocab, invTau, st);
       if (st[1] !== st[1] || st[0] === Infinity || st[2] !== st[2]) {
         if (bad < 0) bad = i;
         [m, s, tSum, q] = [NaN, NaN, NaN, NaN];

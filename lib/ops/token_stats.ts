@@ -15,10 +15,17 @@ import * as js from '../js/token_stats';
 
 export const STAT_NAMES = ['entropy', 'logprob', 'logsumexp', 'sumPiSquared', 'maxProb'] as const;
 export type StatName = (typeof STAT_NAMES)[number];
-/** Per-row statistics, Float32Array(N) each; only the requested ones are present. */
-export type TokenStatsResult = Partial<Record<StatName, Float32Array>>;
+/** Per-row statistics, [N] each (Float32Array, or Float64Array with precision 'f64'); only the requested ones. */
+export type TokenStatsResult<A extends Float32Array | Float64Array = Float32Array> = Partial<Record<StatName, A>>;
+type AnyTokenStatsResult = TokenStatsResult<Float32Array> | TokenStatsResult<Float64Array>;
 export type TokenIds = Int32Array | Uint32Array | BigInt64Array | number[];
 type NonFinite = 'throw' | 'nan';
+/**
+ * 'f32' (default): the vectorised kernels, f32 lanes within blocks, f64 across them (SPEC §1.1 bound 1e-5).
+ * 'f64': f64 arithmetic with exp() throughout, f64 outputs, exact to double rounding (≈ 1e-15): what the
+ * trainer presets need to reproduce a float64 reference (shared/vectors). Scalar, several times slower.
+ */
+export type Precision = 'f32' | 'f64';
 
 export interface TokenStatsOptions {
   /** Sampled token per row, [N] (or [B, T]); required for `logprob`. */
@@ -31,9 +38,17 @@ export interface TokenStatsOptions {
   rowMask?: Uint8Array;
   /** 'throw' (default): ERR_AE_NON_FINITE for a row with NaN, +inf or only −inf; 'nan': NaN outputs there. */
   nonFinite?: NonFinite;
-  /** Caller-provided Float32Array(N) buffers, filled and returned. */
+  /** Caller-provided Float32Array(N) buffers (Float64Array with precision 'f64'), filled and returned. */
   out?: TokenStatsResult;
+  /** Arithmetic and output precision, default 'f32' (see {@link Precision}; 'f64' takes {@link TokenStatsF64Options}). */
+  precision?: 'f32';
   backend?: BackendName;
+}
+
+/** {@link TokenStatsOptions} with f64 arithmetic and Float64Array outputs. */
+export interface TokenStatsF64Options extends Omit<TokenStatsOptions, 'precision' | 'out'> {
+  precision: 'f64';
+  out?: TokenStatsResult<Float64Array>;
 }
 
 export interface TokenStatsBackwardOptions {
@@ -76,6 +91,8 @@ export interface TokenStatsPartialOptions {
   vocabOffset: number;
   temperature?: number;
   rowMask?: Uint8Array;
+  /** 'f64': the state in f64 arithmetic (the outputs are f64 either way). */
+  precision?: Precision;
   backend?: BackendName;
 }
 
@@ -88,11 +105,11 @@ export interface FullKlOptions {
 
 // ---- validation shared by the family ----
 
-const FORWARD_KEYS = ['tokens', 'temperature', 'outputs', 'rowMask', 'nonFinite', 'out', 'backend'] as const;
+const FORWARD_KEYS = ['tokens', 'temperature', 'outputs', 'rowMask', 'nonFinite', 'out', 'precision', 'backend'] as const;
 const BACKWARD_KEYS = [
   'tokens', 'temperature', 'gradLogprob', 'gradEntropy', 'logsumexp', 'entropy', 'rowMask', 'out', 'inPlace', 'backend',
 ] as const;
-const PARTIAL_KEYS = ['tokens', 'vocabOffset', 'temperature', 'rowMask', 'backend'] as const;
+const PARTIAL_KEYS = ['tokens', 'vocabOffset', 'temperature', 'rowMask', 'precision', 'backend'] as const;
 const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'backend'] as const;
 
 function temperatureOf(value: unknown): number {
@@ -101,6 +118,10 @@ function temperatureOf(value: unknown): number {
 
 function rowMaskOf(value: unknown, rows: number): Uint8Array | null {
   return value === undefined ? null : is.mask01(value, 'opts.rowMask', rows);
+}
+
+function precisionOf(value: unknown): Precision {
+  return value === undefined ? 'f32' : is.oneOf(value, 'opts.precision', ['f32', 'f64'] as const);
 }
 
 function nonFiniteOf(value: unknown): NonFinite {
@@ -151,7 +172,9 @@ function syncForm<A extends unknown[], T>(impl: (async: boolean, ...args: A) => 
 
 // ---- tokenStats ----
 
-function tokenStatsImpl(async: boolean, logits: Tensor, options?: TokenStatsOptions): TokenStatsResult | Promise<TokenStatsResult> {
+function tokenStatsImpl(
+  async: boolean, logits: Tensor, options?: TokenStatsOptions | TokenStatsF64Options,
+): AnyTokenStatsResult | Promise<AnyTokenStatsResult> {
   const opts = is.options(options, 'opts', FORWARD_KEYS);
   const { tensor: t, rows, vocab } = logitRows(logits, 'logits');
   const temperature = temperatureOf(opts.temperature);
@@ -170,10 +193,14 @@ function tokenStatsImpl(async: boolean, logits: Tensor, options?: TokenStatsOpti
       throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.outputs', "'logprob' only together with opts.tokens", 'logprob');
     }
   }
-  const out: TokenStatsResult = {};
+  const exact = precisionOf(opts.precision) === 'f64';
+  const out: Partial<Record<StatName, Float32Array | Float64Array>> = {};
   const given = opts.out === undefined ? {} : is.options(opts.out, 'opts.out', STAT_NAMES);
   for (const name of wanted) {
-    out[name] = given[name] === undefined ? new Float32Array(rows) : is.float32Of(given[name], `opts.out.${name}`, rows);
+    const param = `opts.out.${name}`;
+    out[name] = given[name] === undefined
+      ? (exact ? new Float64Array(rows) : new Float32Array(rows))
+      : exact ? is.float64Of(given[name], param, rows) : is.float32Of(given[name], param, rows);
   }
   const backend = resolveBackend(opts.backend, t.data.length, async);
   return run(
@@ -181,12 +208,13 @@ function tokenStatsImpl(async: boolean, logits: Tensor, options?: TokenStatsOpti
     async,
     (a) => nativeAddon().tokenStats(
       t.data, DTYPE_CODE[t.dtype], rows, vocab, tokens, temperature, rowMask,
-      out.entropy ?? null, out.logprob ?? null, out.logsumexp ?? null, out.sumPiSquared ?? null, out.maxProb ?? null, a,
+      out.entropy ?? null, out.logprob ?? null, out.logsumexp ?? null, out.sumPiSquared ?? null, out.maxProb ?? null,
+      exact, a,
     ),
-    () => js.tokenStats(t, rows, vocab, tokens, temperature, rowMask, out),
+    () => js.tokenStats(t, rows, vocab, tokens, temperature, rowMask, out, exact),
     (bad) => {
       if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'tokenStats');
-      return out;
+      return out as AnyTokenStatsResult;
     },
   );
 }
@@ -197,9 +225,15 @@ function tokenStatsImpl(async: boolean, logits: Tensor, options?: TokenStatsOpti
  *   lse = log Σ exp(u), logprob = u_y − lse, entropy = −Σ p log p, sumPiSquared = Σ p², maxProb = max p.
  * Returns Float32Array(N) per requested output. −inf logits have p = 0; masked rows give 0.
  */
-export const tokenStats = asyncForm(tokenStatsImpl);
+export const tokenStats = asyncForm(tokenStatsImpl) as {
+  (logits: Tensor, options: TokenStatsF64Options): Promise<TokenStatsResult<Float64Array>>;
+  (logits: Tensor, options?: TokenStatsOptions): Promise<TokenStatsResult>;
+};
 /** Synchronous {@link tokenStats}: for small inputs and microbenchmarks (blocks the event loop). */
-export const tokenStatsSync = syncForm(tokenStatsImpl);
+export const tokenStatsSync = syncForm(tokenStatsImpl) as {
+  (logits: Tensor, options: TokenStatsF64Options): TokenStatsResult<Float64Array>;
+  (logits: Tensor, options?: TokenStatsOptions): TokenStatsResult;
+};
 
 // ---- tokenStatsBackward ----
 
@@ -281,6 +315,7 @@ function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStat
   const vocabOffset = is.nonNegativeInteger(opts.vocabOffset, 'opts.vocabOffset');
   const temperature = temperatureOf(opts.temperature);
   const rowMask = rowMaskOf(opts.rowMask, rows);
+  const exact = precisionOf(opts.precision) === 'f64';
   const tokens = opts.tokens === undefined
     ? null
     : is.tokenIds(opts.tokens, 'opts.tokens', rows, 2147483647, rowMask ?? undefined);
@@ -298,9 +333,9 @@ function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStat
     async,
     (a) => nativeAddon().tokenStatsPartial(
       t.data, DTYPE_CODE[t.dtype], rows, vocab, tokens, vocabOffset, temperature, rowMask,
-      out.max, out.sumExp, out.sumExpU, out.sumExp2, out.targetLogit, a,
+      out.max, out.sumExp, out.sumExpU, out.sumExp2, out.targetLogit, exact, a,
     ),
-    () => js.tokenStatsPartial(t, rows, vocab, tokens, vocabOffset, temperature, rowMask, out),
+    () => js.tokenStatsPartial(t, rows, vocab, tokens, vocabOffset, temperature, rowMask, out, exact),
     (bad) => {
       if (bad >= 0) throw nonFiniteError(bad, 'tokenStatsPartial');
       return out;
@@ -374,11 +409,20 @@ export function mergeTokenStatsPartial(parts: readonly TokenStatsPartial[]): Tok
  * {@link tokenStats} on the whole vocabulary. `logprob` is present when every unmasked row's target was
  * found in some shard.
  */
-export function mergeTokenStats(
-  parts: readonly TokenStatsPartial[],
-  options?: { outputs?: readonly StatName[]; rowMask?: Uint8Array; nonFinite?: NonFinite },
-): TokenStatsResult {
-  const opts = is.options(options, 'opts', ['outputs', 'rowMask', 'nonFinite'] as const);
+export interface MergeTokenStatsOptions {
+  outputs?: readonly StatName[];
+  rowMask?: Uint8Array;
+  nonFinite?: NonFinite;
+  /** The merge is f64 either way; 'f64' returns Float64Arrays. */
+  precision?: Precision;
+}
+
+export function mergeTokenStats(parts: readonly TokenStatsPartial[], options: MergeTokenStatsOptions & { precision: 'f64' }): TokenStatsResult<Float64Array>;
+export function mergeTokenStats(parts: readonly TokenStatsPartial[], options?: MergeTokenStatsOptions & { precision?: 'f32' }): TokenStatsResult;
+export function mergeTokenStats(parts: readonly TokenStatsPartial[], options?: MergeTokenStatsOptions): AnyTokenStatsResult {
+  const opts = is.options(options, 'opts', ['outputs', 'rowMask', 'nonFinite', 'precision'] as const);
+  // The merge itself is f64; 'f64' only keeps the outputs in f64.
+  const exact = precisionOf(opts.precision) === 'f64';
   const merged = mergeTokenStatsPartial(parts);
   const rows = merged.rows;
   const rowMask = rowMaskOf(opts.rowMask, rows);
@@ -391,8 +435,8 @@ export function mergeTokenStats(
   if (wanted.includes('logprob') && !hasTargets) {
     throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.outputs', "'logprob' only when every row's token is in some shard", 'logprob');
   }
-  const out: TokenStatsResult = {};
-  for (const name of wanted) out[name] = new Float32Array(rows);
+  const out: Partial<Record<StatName, Float32Array | Float64Array>> = {};
+  for (const name of wanted) out[name] = exact ? new Float64Array(rows) : new Float32Array(rows);
   for (let i = 0; i < rows; i++) {
     if (rowMask && rowMask[i] === 0) continue; // outputs stay 0
     const m = merged.max[i], s = merged.sumExp[i];
@@ -409,7 +453,7 @@ export function mergeTokenStats(
     if (out.maxProb) out.maxProb[i] = 1 / s;
     if (out.logprob) out.logprob[i] = merged.targetLogit[i] - lse;
   }
-  return out;
+  return out as AnyTokenStatsResult;
 }
 
 // ---- fullKl ----

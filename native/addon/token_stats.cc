@@ -11,7 +11,8 @@ namespace {
 using glue::Array;
 
 // JS: tokenStats(logits, dtype, rows, vocab, tokens|null, temperature, rowMask|null,
-//                entropy|null, logprob|null, logsumexp|null, sumPiSquared|null, maxProb|null, async)
+//                entropy|null, logprob|null, logsumexp|null, sumPiSquared|null, maxProb|null, exact, async)
+// Outputs are Float32Arrays, or Float64Arrays when `exact` (f64 arithmetic).
 Napi::Value JSTokenStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TokenStatsArgs a;
@@ -23,15 +24,17 @@ Napi::Value JSTokenStats(const Napi::CallbackInfo& info) {
   const Array tokens = glue::typed_array(info, 4, "tokens", napi_int32_array, rows, true);
   a.temperature = glue::positive_arg(info, 5, "temperature");
   const Array mask = glue::typed_array(info, 6, "rowMask", napi_uint8_array, rows, true);
+  a.exact = glue::bool_arg(info, 12, "exact");
   const char* names[5] = {"entropy", "logprob", "logsumexp", "sumPiSquared", "maxProb"};
-  float** outs[5] = {&a.entropy, &a.logprob, &a.logsumexp, &a.sum_pi_squared, &a.max_prob};
+  void** outs[5] = {&a.entropy, &a.logprob, &a.logsumexp, &a.sum_pi_squared, &a.max_prob};
   std::vector<Array> keep{logits, tokens, mask};
   for (int k = 0; k < 5; ++k) {
-    const Array out = glue::typed_array(info, 7 + k, names[k], napi_float32_array, rows, true);
-    *outs[k] = static_cast<float*>(out.data);
+    const Array out = glue::typed_array(info, 7 + k, names[k], a.exact ? napi_float64_array : napi_float32_array,
+                                        rows, true);
+    *outs[k] = out.data;
     keep.push_back(out);
   }
-  const bool async = glue::bool_arg(info, 12, "async");
+  const bool async = glue::bool_arg(info, 13, "async");
   if (a.logprob != nullptr && tokens.data == nullptr) glue::throw_error(env, "ERR_INVALID_ARG_VALUE", "logprob needs tokens");
   if (a.vocab == 0 && a.rows > 0) glue::throw_error(env, "ERR_AE_SHAPE_MISMATCH", "vocab must be ≥ 1");
   a.logits = logits.data;
@@ -90,7 +93,7 @@ Napi::Value JSTokenStatsBackward(const Napi::CallbackInfo& info) {
 }
 
 // JS: tokenStatsPartial(logits, dtype, rows, vocab, tokens|null, vocabOffset, temperature, rowMask|null,
-//                       max, sumExp, sumExpU, sumExp2, targetLogit, async)
+//                       max, sumExp, sumExpU, sumExp2, targetLogit, exact, async)
 Napi::Value JSTokenStatsPartial(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TokenStatsPartialArgs a;
@@ -111,7 +114,8 @@ Napi::Value JSTokenStatsPartial(const Napi::CallbackInfo& info) {
     *outs[k] = static_cast<double*>(out.data);
     keep.push_back(out);
   }
-  const bool async = glue::bool_arg(info, 13, "async");
+  a.exact = glue::bool_arg(info, 13, "exact");
+  const bool async = glue::bool_arg(info, 14, "async");
   a.logits = logits.data;
   a.tokens = static_cast<const int32_t*>(tokens.data);
   a.row_mask = static_cast<const uint8_t*>(mask.data);
