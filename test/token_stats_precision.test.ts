@@ -1,6 +1,6 @@
 /**
  * precision: 'f64' (f64 arithmetic with exp(), Float64Array outputs) against the float64 reference and
- * against verl's own outputs (shared/vectors/verl-b178a3c.json, `token_stats`: entropy_from_logits and
+ * against verl's own outputs (test/vectors/verl-b178a3c.json, `token_stats`: entropy_from_logits and
  * logprobs_from_logits_v2 on logits / temperature), on every backend.
  */
 import * as fs from 'fs';
@@ -35,7 +35,7 @@ interface VerlTokenStats {
 }
 
 function verlVectors(): VerlTokenStats[] {
-  const file = path.resolve(__dirname, '..', '..', 'shared', 'vectors', 'verl-b178a3c.json');
+  const file = path.resolve(__dirname, 'vectors', 'verl-b178a3c.json');
   return (JSON.parse(fs.readFileSync(file, 'utf8')) as { token_stats: VerlTokenStats[] }).token_stats;
 }
 
