@@ -13,25 +13,25 @@ export {
   tokenStatsSync,
   tokenStatsBackward,
   tokenStatsBackwardSync,
-  tokenStatsPartial,
-  tokenStatsPartialSync,
-  mergeTokenStats,
-  mergeTokenStatsPartial,
   fullKl,
   fullKlSync,
-  entropyMask,
   STAT_NAMES,
 } from './ops/token_stats';
 export type {
   StatName,
   TokenStatsResult,
   TokenStatsOptions,
+  TokenStatsF64Options,
   TokenStatsBackwardOptions,
-  TokenStatsPartial,
-  TokenStatsPartialOptions,
   FullKlOptions,
   TokenIds,
-  Precision,
-  TokenStatsF64Options,
-  MergeTokenStatsOptions,
 } from './ops/token_stats';
+export {
+  tokenStatsPartial,
+  tokenStatsPartialSync,
+  mergeTokenStats,
+  mergeTokenStatsPartial,
+} from './ops/token_stats_shards';
+export type { TokenStatsPartial, TokenStatsPartialOptions, MergeTokenStatsOptions } from './ops/token_stats_shards';
+export { entropyMask } from './ops/entropy_mask';
+export type { Precision } from './ops/run';
