@@ -43,6 +43,14 @@ export interface TokenStatsPartialOptions {
 
 const PARTIAL_KEYS = ['tokens', 'vocabOffset', 'temperature', 'rowMask', 'precision', 'backend'] as const;
 
+const PARTIAL_FIELDS = ['max', 'sumExp', 'sumExpU', 'sumExp2', 'targetLogit'] as const;
+
+function allocatePartial(rows: number): TokenStatsPartial {
+  const state = { rows } as TokenStatsPartial;
+  for (const field of PARTIAL_FIELDS) state[field] = new Float64Array(rows);
+  return state;
+}
+
 // ---- tokenStatsPartial / merge ----
 
 function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStatsPartialOptions): TokenStatsPartial | Promise<TokenStatsPartial> {
@@ -55,14 +63,7 @@ function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStat
   const tokens = opts.tokens === undefined
     ? null
     : is.tokenIds(opts.tokens, 'opts.tokens', rows, 2147483647, rowMask ?? undefined);
-  const out: TokenStatsPartial = {
-    rows,
-    max: new Float64Array(rows),
-    sumExp: new Float64Array(rows),
-    sumExpU: new Float64Array(rows),
-    sumExp2: new Float64Array(rows),
-    targetLogit: new Float64Array(rows),
-  };
+  const out = allocatePartial(rows);
   const backend = resolveBackend(opts.backend, t.data.length, async);
   return run(
     backend,
@@ -92,12 +93,11 @@ function checkParts(parts: unknown): TokenStatsPartial[] {
   }
   const rows = (parts[0] as TokenStatsPartial)?.rows;
   parts.forEach((p, k) => {
-    const fields = ['max', 'sumExp', 'sumExpU', 'sumExp2', 'targetLogit'] as const;
-    if (!is.isPlainObject(p) || fields.some((f) => !((p as Record<string, unknown>)[f] instanceof Float64Array))) {
+    if (!is.isPlainObject(p) || PARTIAL_FIELDS.some((f) => !((p as Record<string, unknown>)[f] instanceof Float64Array))) {
       throw argError(ErrorCode.INVALID_ARG_TYPE, `parts[${k}]`, 'a tokenStatsPartial result', p);
     }
     const part = p as unknown as TokenStatsPartial;
-    if (part.rows !== rows || fields.some((f) => part[f].length !== rows)) {
+    if (part.rows !== rows || PARTIAL_FIELDS.some((f) => part[f].length !== rows)) {
       throw argError(ErrorCode.SHAPE_MISMATCH, `parts[${k}]`, `a partial state of ${rows} rows`, part.rows);
     }
   });
@@ -111,14 +111,7 @@ function checkParts(parts: unknown): TokenStatsPartial[] {
 export function mergeTokenStatsPartial(parts: readonly TokenStatsPartial[]): TokenStatsPartial {
   const checked = checkParts(parts);
   const rows = checked[0].rows;
-  const merged: TokenStatsPartial = {
-    rows,
-    max: new Float64Array(rows),
-    sumExp: new Float64Array(rows),
-    sumExpU: new Float64Array(rows),
-    sumExp2: new Float64Array(rows),
-    targetLogit: new Float64Array(rows),
-  };
+  const merged = allocatePartial(rows);
   for (let i = 0; i < rows; i++) {
     let m = -Infinity;
     for (const p of checked) if (p.sumExp[i] !== 0 && !(p.max[i] <= m)) m = p.max[i]; // NaN wins
