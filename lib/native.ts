@@ -37,7 +37,7 @@ export interface NativeAddon {
   tokenStatsBackward<A extends boolean>(
     logits: ArrayBufferView, dtype: number, rows: number, vocab: number, tokens: Int32Array | null,
     temperature: number, gradLogprob: F32, gradEntropy: F32, logsumexp: F32, entropy: F32,
-    rowMask: Uint8Array | null, out: ArrayBufferView, outDtype: number, async: A,
+    rowMask: Uint8Array | null, out: ArrayBufferView, outDtype: number, exact: boolean, async: A,
   ): RowResult<A>;
   tokenStatsPartial<A extends boolean>(
     logits: ArrayBufferView, dtype: number, rows: number, vocab: number, tokens: Int32Array | null,
@@ -47,6 +47,6 @@ export interface NativeAddon {
   ): RowResult<A>;
   fullKl<A extends boolean>(
     logits: ArrayBufferView, refLogits: ArrayBufferView, dtype: number, rows: number, vocab: number,
-    temperature: number, rowMask: Uint8Array | null, out: Float32Array, async: A,
+    temperature: number, rowMask: Uint8Array | null, out: Float32Array | Float64Array, exact: boolean, async: A,
   ): RowResult<A>;
 }

@@ -80,12 +80,12 @@ double element_at(const void* row, DType dtype, index_t j) {
   }
 }
 
-void store_element(void* row, DType dtype, index_t j, float v) {
+void store_element(void* row, DType dtype, index_t j, double v) {
   switch (dtype) {
-    case DType::F32: static_cast<float*>(row)[j] = v; break;
+    case DType::F32: static_cast<float*>(row)[j] = static_cast<float>(v); break;
     case DType::F64: static_cast<double*>(row)[j] = v; break;
-    case DType::BF16: static_cast<uint16_t*>(row)[j] = f32_to_bf16(v); break;
-    default: static_cast<uint16_t*>(row)[j] = f32_to_f16(v); break;
+    case DType::BF16: static_cast<uint16_t*>(row)[j] = f32_to_bf16(static_cast<float>(v)); break;
+    default: static_cast<uint16_t*>(row)[j] = f32_to_f16(static_cast<float>(v)); break;
   }
 }
 
@@ -131,6 +131,36 @@ SoftmaxState row_state_exact(const void* row, DType dtype, index_t n, double inv
     case DType::BF16: return row_state_exact_typed<bf16_t>(row, n, inv_tau, z_max);
     default: return row_state_exact_typed<f16_t>(row, n, inv_tau, z_max);
   }
+}
+
+// ∂L/∂z_j = p_j·(a + b·log p_j) in f64 for every j (the exact-precision twin of the row_backward kernel).
+void row_backward_exact(const void* row, DType dtype, index_t n, double shift, double inv_tau, double log_norm,
+                        double a, double b, void* out_row, DType out_dtype) {
+  for (index_t j = 0; j < n; ++j) {
+    const double logp = (element_at(row, dtype, j) - shift) * inv_tau - log_norm;
+    const double p = std::exp(logp);
+    store_element(out_row, out_dtype, j, p == 0.0 ? 0.0 : p * (a + b * logp));
+  }
+}
+
+// KL(p‖q) of one row in f64: two passes over both rows (the exact-precision twin of row_kl).
+KlState row_kl_exact(const void* row, const void* ref_row, DType dtype, index_t n, double inv_tau) {
+  double zmax = -INFINITY, rmax = -INFINITY;
+  for (index_t j = 0; j < n; ++j) {
+    const double z = element_at(row, dtype, j), r = element_at(ref_row, dtype, j);
+    if (z > zmax || z != z) zmax = z;
+    if (r > rmax || r != r) rmax = r;
+  }
+  KlState st{zmax * inv_tau, 0.0, rmax * inv_tau, 0.0, 0.0};
+  for (index_t j = 0; j < n; ++j) {
+    const double tu = (element_at(row, dtype, j) - zmax) * inv_tau;
+    const double tv = (element_at(ref_row, dtype, j) - rmax) * inv_tau;
+    const double e = std::exp(tu);
+    st.sp += e;
+    st.sq += std::exp(tv);
+    if (e != 0.0 || e != e) st.w += e * (tu - tv);  // p = 0 adds nothing, even where q = 0
+  }
+  return st;
 }
 
 }  // namespace
@@ -183,7 +213,7 @@ index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
   const size_t out_row_bytes = static_cast<size_t>(a.vocab) * dtype_bytes(a.out_dtype);
   const double inv_tau = 1.0 / a.temperature;
   // The forward's lse (and H when an entropy gradient flows) saves the state pass over each row.
-  const bool use_forward = a.logsumexp != nullptr && (a.grad_entropy == nullptr || a.entropy != nullptr);
+  const bool use_forward = !a.exact && a.logsumexp != nullptr && (a.grad_entropy == nullptr || a.entropy != nullptr);
   FirstBadRow bad;
   ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
     for (index_t i = begin; i < end; ++i) {
@@ -197,6 +227,26 @@ index_t token_stats_backward(const TokenStatsBackwardArgs& a) {
       const double g_h = a.grad_entropy != nullptr ? a.grad_entropy[i] : 0.0;
       float z_shift = 0.0f;
       double log_norm, entropy;
+      if (a.exact) {
+        RowMax z_max;
+        const SoftmaxState st = row_state_exact(row, a.dtype, a.vocab, inv_tau, &z_max);
+        if (!softmax_state_finite(st)) {
+          bad.note(i);
+          for (index_t j = 0; j < a.vocab; ++j) store_element(out_row, a.out_dtype, j, NAN);
+          continue;
+        }
+        const double h = softmax_state_finalize(st).entropy, ls = std::log(st.s);
+        const int32_t y = a.tokens != nullptr ? a.tokens[i] : -1;
+        const bool has_target = a.tokens != nullptr && g_lp != 0.0 && y >= 0 && y < a.vocab;
+        const double zy = has_target ? element_at(row, a.dtype, y) : 0.0;  // before an in-place write
+        row_backward_exact(row, a.dtype, a.vocab, z_max.shift, inv_tau, ls, -(g_lp + g_h * h) * inv_tau,
+                           -g_h * inv_tau, out_row, a.out_dtype);
+        if (has_target) {
+          const double logp = (zy - z_max.shift) * inv_tau - ls, p = std::exp(logp);
+          store_element(out_row, a.out_dtype, y, inv_tau * (g_lp * (1.0 - p) - g_h * p * (logp + h)));
+        }
+        continue;
+      }
       if (use_forward) {
         log_norm = a.logsumexp[i];
         entropy = a.entropy != nullptr ? a.entropy[i] : 0.0;
@@ -281,19 +331,20 @@ index_t full_kl(const FullKlArgs& a) {
   ThreadPool::instance().parallel_for(a.rows, rows_per_task(a.vocab), [&](index_t begin, index_t end) {
     for (index_t i = begin; i < end; ++i) {
       if (a.row_mask != nullptr && a.row_mask[i] == 0) {
-        a.kl[i] = 0.0f;
+        put(a.kl, a.exact, i, 0.0);
         continue;
       }
       const size_t offset = static_cast<size_t>(i) * row_bytes;
-      const KlState st = row_kl(static_cast<const char*>(a.logits) + offset,
-                                static_cast<const char*>(a.ref_logits) + offset, a.vocab, inv_tau);
+      const char* row = static_cast<const char*>(a.logits) + offset;
+      const char* ref_row = static_cast<const char*>(a.ref_logits) + offset;
+      const KlState st = a.exact ? row_kl_exact(row, ref_row, a.dtype, a.vocab, inv_tau) : row_kl(row, ref_row, a.vocab, inv_tau);
       const bool finite = st.sp > 0.0 && st.sp < INFINITY && st.sq > 0.0 && st.sq < INFINITY && st.w == st.w;
       if (!finite) {
         bad.note(i);
-        a.kl[i] = NAN;
+        put(a.kl, a.exact, i, NAN);
         continue;
       }
-      a.kl[i] = static_cast<float>(kl_state_finalize(st));
+      put(a.kl, a.exact, i, kl_state_finalize(st));
     }
   });
   return bad.get();

@@ -65,7 +65,8 @@ struct TokenStatsBackwardArgs {
   const float* entropy = nullptr;         // optional, from the forward pass (needed with grad_entropy)
   const uint8_t* row_mask = nullptr;      // masked rows get a zero gradient
   void* out = nullptr;                    // [rows, vocab]; may be `logits` itself (in place)
-  DType out_dtype = DType::F32;           // F32 or `dtype`
+  DType out_dtype = DType::F32;           // F32 or `dtype` (F64 too when exact)
+  bool exact = false;                     // f64 arithmetic (see TokenStatsArgs::exact); ignores logsumexp/entropy
 };
 index_t token_stats_backward(const TokenStatsBackwardArgs& args);
 
@@ -95,7 +96,8 @@ struct FullKlArgs {
   index_t rows = 0, vocab = 0;
   double temperature = 1.0;
   const uint8_t* row_mask = nullptr;
-  float* kl = nullptr;  // [rows]
+  bool exact = false;  // f64 arithmetic (see TokenStatsArgs::exact)
+  void* kl = nullptr;  // [rows]: float*, or double* when exact
 };
 index_t full_kl(const FullKlArgs& args);
 

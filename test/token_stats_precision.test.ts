@@ -7,8 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as ae from '../lib';
 import { DType, Tensor } from '../lib/tensor';
-import { refTokenStats, refTokenStatsPartial } from './ref/token_stats';
-import { BackendCase, backendCases, compare, makeLogits, rng, withBackend } from './helpers';
+import { refFullKl, refTokenStats, refTokenStatsBackward, refTokenStatsPartial } from './ref/token_stats';
+import { BackendCase, backendCases, compare, makeLogits, randomFloat32, rng, withBackend } from './helpers';
 
 // ---- parameter table ----
 
@@ -68,6 +68,37 @@ describe.each(BACKENDS)('precision f64 on $label', (c) => {
     }
   }));
 
+  test.each(DTYPES)('tokenStatsBackward %s in f64 matches the reference gradient', (dtype) => withBackend(c, async () => {
+    const r = rng(`precision backward ${c.label} ${dtype}`);
+    const { logits, tokens, rows, vocab } = makeLogits(r, [4, 2053], dtype);
+    const temperature = 0.5 + r.float();
+    const gradLogprob = randomFloat32(r, rows), gradEntropy = randomFloat32(r, rows);
+    const got = await ae.tokenStatsBackward(logits, { tokens, temperature, gradLogprob, gradEntropy, precision: 'f64', backend });
+    expect(got).toBeInstanceOf(Float64Array);
+    const ref = refTokenStatsBackward(logits, { tokens, temperature, gradLogprob, gradEntropy });
+    for (let i = 0; i < rows; i++) {
+      const refRow = ref.subarray(i * vocab, (i + 1) * vocab);
+      const scale = refRow.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+      let uMax = 0;
+      for (let j = 0; j < vocab; j++) uMax = Math.max(uMax, Math.abs(ae.elementAt(logits, i * vocab + j)) / temperature);
+      // 1e-10 of the row's largest entry, plus the reference's own rounding: it forms log p = u − lse
+      // uncentred, so 1 − p_y (and p·(log p + H)) carry |u|·2^-52 absolute error, times the upstream gradients.
+      const atol = 1e-10 * scale + 4 * 2 ** -52 * (1 + uMax) * (Math.abs(gradLogprob[i]) + 10 * Math.abs(gradEntropy[i])) / temperature;
+      expectClose(got.subarray(i * vocab, (i + 1) * vocab), refRow, { rtol: 0, atol }, `grad row ${i} ${dtype}`);
+    }
+  }));
+
+  test.each(DTYPES)('fullKl %s in f64 matches the reference', (dtype) => withBackend(c, () => {
+    const r = rng(`precision kl ${c.label} ${dtype}`);
+    const { logits, rows, vocab } = makeLogits(r, [5, 1031], dtype, { negInf: false });
+    const noisy = Float64Array.from({ length: rows * vocab }, (_, j) => ae.elementAt(logits, j) + 0.3 * r.normal());
+    const refLogits = ae.fromNumbers(noisy, [rows, vocab], dtype);
+    const got = ae.fullKlSync(logits, refLogits, { temperature: 0.8, precision: 'f64', backend });
+    expect(got).toBeInstanceOf(Float64Array);
+    // KL is a difference of O(1) terms: judged against their size (1e-12), not its own.
+    expectClose(got, refFullKl(logits, refLogits, { temperature: 0.8 }), { rtol: 1e-10, atol: 1e-12 }, `kl ${dtype}`);
+  }));
+
   test('f64 shards merge to the unsharded f64 statistics', () => withBackend(c, () => {
     const r = rng(`precision shards ${c.label}`);
     const vocab = 3001;
@@ -96,6 +127,13 @@ describe('precision option', () => {
   test('an unknown precision is ERR_INVALID_ARG_VALUE', () => {
     expect(() => ae.tokenStatsSync(logits, { precision: 'f16' as 'f32' })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', param: 'opts.precision' }),
+    );
+  });
+
+  test("precision 'f64' takes no f32 forward values in the backward", () => {
+    const opts = { tokens: [0, 1], gradLogprob: new Float32Array(2), logsumexp: new Float32Array(2), precision: 'f64' as const };
+    expect(() => ae.tokenStatsBackwardSync(logits, opts)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', param: 'opts.logsumexp' }),
     );
   });
 

@@ -292,9 +292,10 @@ export function tokenStatsPartial(
 /** SPEC §1.4: KL(p‖q) per row, p from `t`, q from `ref` (same shape and dtype). */
 export function fullKl(
   t: Tensor, ref: Tensor, rows: number, vocab: number, temperature: number, rowMask: Uint8Array | null,
-  out: Float32Array,
+  out: Float32Array | Float64Array, exact = false,
 ): number {
   ensureTable();
+  const exp = exact ? Math.exp : expNonPositive;
   const invTau = 1 / temperature;
   const readP = new RowReader(t, vocab);
   const readQ = new RowReader(ref, vocab);
@@ -311,8 +312,8 @@ export function fullKl(
     for (let j = 0; j < vocab; j++) {
       const tu = (x[ox + j] - mx) * invTau;
       const tv = (r[or + j] - mr) * invTau;
-      sq += expNonPositive(tv);
-      const e = expNonPositive(tu);
+      sq += exp(tv);
+      const e = exp(tu);
       sp += e;
       if (e > 0) w += e * (tu - tv); // p > 0 where q = 0 gives +inf: KL is infinite
       else if (e !== e) w = NaN;

@@ -15,6 +15,7 @@ import { DTYPE_CODE, logitRows, numberToBf16, numberToF16, type Rows, type Tenso
 import * as js from '../js/token_stats';
 import {
   asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, run, syncForm, temperatureOf, type NonFinite,
+  type Precision,
 } from './run';
 
 export const STAT_NAMES = ['entropy', 'logprob', 'logsumexp', 'sumPiSquared', 'maxProb'] as const;
@@ -64,6 +65,11 @@ export interface TokenStatsBackwardOptions {
   out?: TensorData;
   /** Write the gradient over the logits (in their dtype) and return logits.data. */
   inPlace?: boolean;
+  /**
+   * 'f64': recompute each row in f64 arithmetic (logsumexp / entropy are then not accepted) and return a
+   * Float64Array unless `out` or `inPlace` says otherwise. Default 'f32'.
+   */
+  precision?: Precision;
   backend?: BackendName;
 }
 
@@ -71,14 +77,17 @@ export interface FullKlOptions {
   temperature?: number;
   rowMask?: Uint8Array;
   nonFinite?: NonFinite;
+  /** 'f64': f64 arithmetic, Float64Array result. Default 'f32'. */
+  precision?: Precision;
   backend?: BackendName;
 }
 
 const FORWARD_KEYS = ['tokens', 'temperature', 'outputs', 'rowMask', 'nonFinite', 'out', 'precision', 'backend'] as const;
 const BACKWARD_KEYS = [
-  'tokens', 'temperature', 'gradLogprob', 'gradEntropy', 'logsumexp', 'entropy', 'rowMask', 'out', 'inPlace', 'backend',
+  'tokens', 'temperature', 'gradLogprob', 'gradEntropy', 'logsumexp', 'entropy', 'rowMask', 'out', 'inPlace', 'precision',
+  'backend',
 ] as const;
-const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'backend'] as const;
+const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'precision', 'backend'] as const;
 
 // ---- tokenStats ----
 
@@ -167,10 +176,14 @@ function tokenStatsBackwardImpl(async: boolean, logits: Tensor, options: TokenSt
   const tokens = opts.tokens === undefined ? null : is.tokenIds(opts.tokens, 'opts.tokens', rows, vocab, rowMask ?? undefined);
   const logsumexp = row('logsumexp');
   const entropy = row('entropy');
+  const exact = precisionOf(opts.precision) === 'f64';
+  if (exact && (logsumexp || entropy)) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.logsumexp', "no f32 forward values with precision 'f64' (rows are recomputed in f64)", 'given');
+  }
   const inPlace = opts.inPlace === undefined ? false : opts.inPlace;
   if (typeof inPlace !== 'boolean') throw argError(ErrorCode.INVALID_ARG_TYPE, 'opts.inPlace', 'a boolean', inPlace);
   let out: GradientArray;
-  let outDtype: 'f32' | typeof t.dtype;
+  let outDtype: 'f32' | 'f64' | typeof t.dtype;
   if (inPlace) {
     if (opts.out !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.out', 'no out buffer with inPlace', opts.out);
     out = t.data;
@@ -178,17 +191,19 @@ function tokenStatsBackwardImpl(async: boolean, logits: Tensor, options: TokenSt
   } else if (opts.out !== undefined) {
     const given = opts.out;
     const ownKind = t.data.constructor;
-    if (!(given instanceof Float32Array) && !(ArrayBuffer.isView(given) && given.constructor === ownKind)) {
-      throw argError(ErrorCode.INVALID_ARG_TYPE, 'opts.out', `a Float32Array or ${ownKind.name} of ${t.data.length} elements`, given);
+    const f64Out = exact && given instanceof Float64Array;
+    if (!(given instanceof Float32Array) && !f64Out && !(ArrayBuffer.isView(given) && given.constructor === ownKind)) {
+      const kinds = `a Float32Array${exact ? ', Float64Array' : ''} or ${ownKind.name}`;
+      throw argError(ErrorCode.INVALID_ARG_TYPE, 'opts.out', `${kinds} of ${t.data.length} elements`, given);
     }
     out = given as GradientArray;
     if (out.length !== t.data.length) {
       throw argError(ErrorCode.SHAPE_MISMATCH, 'opts.out', `${t.data.length} elements (N·V)`, given);
     }
-    outDtype = out instanceof Float32Array ? 'f32' : t.dtype;
+    outDtype = out instanceof Float32Array ? 'f32' : f64Out ? 'f64' : t.dtype;
   } else {
-    out = new Float32Array(t.data.length);
-    outDtype = 'f32';
+    out = exact ? new Float64Array(t.data.length) : new Float32Array(t.data.length);
+    outDtype = exact ? 'f64' : 'f32';
   }
   const backend = resolveBackend(opts.backend, t.data.length, async);
   const encode = outDtype === 'bf16' ? numberToBf16 : outDtype === 'f16' ? numberToF16 : null;
@@ -197,7 +212,7 @@ function tokenStatsBackwardImpl(async: boolean, logits: Tensor, options: TokenSt
     async,
     (a) => nativeAddon().tokenStatsBackward(
       t.data, DTYPE_CODE[t.dtype], rows, vocab, tokens, temperature, gradLogprob, gradEntropy, logsumexp, entropy,
-      rowMask, out, DTYPE_CODE[outDtype], a,
+      rowMask, out, DTYPE_CODE[outDtype], exact, a,
     ),
     () => js.tokenStatsBackward(
       t, rows, vocab, { tokens, temperature, gradLogprob, gradEntropy, logsumexp, entropy, rowMask }, out, encode,
@@ -219,7 +234,9 @@ export const tokenStatsBackwardSync = syncForm(tokenStatsBackwardImpl);
 
 // ---- fullKl ----
 
-function fullKlImpl(async: boolean, logits: Tensor, refLogits: Tensor, options?: FullKlOptions): Float32Array | Promise<Float32Array> {
+type KlResult = Float32Array | Float64Array;
+
+function fullKlImpl(async: boolean, logits: Tensor, refLogits: Tensor, options?: FullKlOptions): KlResult | Promise<KlResult> {
   const opts = is.options(options, 'opts', KL_KEYS);
   const p: Rows = logitRows(logits, 'logits');
   const q: Rows = logitRows(refLogits, 'refLogits');
@@ -232,15 +249,16 @@ function fullKlImpl(async: boolean, logits: Tensor, refLogits: Tensor, options?:
   const temperature = temperatureOf(opts.temperature);
   const rowMask = rowMaskOf(opts.rowMask, p.rows);
   const nonFinite = nonFiniteOf(opts.nonFinite);
-  const out = new Float32Array(p.rows);
+  const exact = precisionOf(opts.precision) === 'f64';
+  const out = exact ? new Float64Array(p.rows) : new Float32Array(p.rows);
   const backend = resolveBackend(opts.backend, 2 * p.tensor.data.length, async);
   return run(
     backend,
     async,
     (a) => nativeAddon().fullKl(
-      p.tensor.data, q.tensor.data, DTYPE_CODE[p.tensor.dtype], p.rows, p.vocab, temperature, rowMask, out, a,
+      p.tensor.data, q.tensor.data, DTYPE_CODE[p.tensor.dtype], p.rows, p.vocab, temperature, rowMask, out, exact, a,
     ),
-    () => js.fullKl(p.tensor, q.tensor, p.rows, p.vocab, temperature, rowMask, out),
+    () => js.fullKl(p.tensor, q.tensor, p.rows, p.vocab, temperature, rowMask, out, exact),
     (bad) => {
       if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'fullKl');
       return out;
@@ -252,5 +270,11 @@ function fullKlImpl(async: boolean, logits: Tensor, refLogits: Tensor, options?:
  * Full-vocabulary KL(p‖q) per row with both distributions tempered (SPEC §1.4), one pass over both
  * inputs: Σ_j p_j (log p_j − log q_j). +Infinity where p has mass and the reference logit is −inf.
  */
-export const fullKl = asyncForm(fullKlImpl);
-export const fullKlSync = syncForm(fullKlImpl);
+export const fullKl = asyncForm(fullKlImpl) as {
+  (logits: Tensor, refLogits: Tensor, options: FullKlOptions & { precision: 'f64' }): Promise<Float64Array>;
+  (logits: Tensor, refLogits: Tensor, options?: FullKlOptions & { precision?: 'f32' }): Promise<Float32Array>;
+};
+export const fullKlSync = syncForm(fullKlImpl) as {
+  (logits: Tensor, refLogits: Tensor, options: FullKlOptions & { precision: 'f64' }): Float64Array;
+  (logits: Tensor, refLogits: Tensor, options?: FullKlOptions & { precision?: 'f32' }): Float32Array;
+};

@@ -50,7 +50,7 @@ Napi::Value JSTokenStats(const Napi::CallbackInfo& info) {
 }
 
 // JS: tokenStatsBackward(logits, dtype, rows, vocab, tokens|null, temperature, gradLogprob|null,
-//                        gradEntropy|null, logsumexp|null, entropy|null, rowMask|null, out, outDtype, async)
+//                        gradEntropy|null, logsumexp|null, entropy|null, rowMask|null, out, outDtype, exact, async)
 Napi::Value JSTokenStatsBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TokenStatsBackwardArgs a;
@@ -67,11 +67,12 @@ Napi::Value JSTokenStatsBackward(const Napi::CallbackInfo& info) {
   const Array entropy = glue::typed_array(info, 9, "entropy", napi_float32_array, rows, true);
   const Array mask = glue::typed_array(info, 10, "rowMask", napi_uint8_array, rows, true);
   a.out_dtype = glue::dtype_arg(info, 12, "outDtype");
-  if (a.out_dtype != DType::F32 && a.out_dtype != a.dtype) {
-    glue::throw_error(env, "ERR_AE_DTYPE", "the gradient is written in f32 or in the logits' dtype");
+  a.exact = glue::bool_arg(info, 13, "exact");
+  if (a.out_dtype != DType::F32 && a.out_dtype != a.dtype && !(a.exact && a.out_dtype == DType::F64)) {
+    glue::throw_error(env, "ERR_AE_DTYPE", "the gradient is written in f32, in the logits' dtype, or in f64 when exact");
   }
   const Array out = glue::logits_array(info, 11, "out", a.out_dtype, a.rows, a.vocab);
-  const bool async = glue::bool_arg(info, 13, "async");
+  const bool async = glue::bool_arg(info, 14, "async");
   if (grad_lp.data != nullptr && tokens.data == nullptr) {
     glue::throw_error(env, "ERR_INVALID_ARG_VALUE", "gradLogprob needs tokens");
   }
@@ -122,7 +123,8 @@ Napi::Value JSTokenStatsPartial(const Napi::CallbackInfo& info) {
   return glue::run_job(env, async, keep, [a] { return token_stats_partial(a); });
 }
 
-// JS: fullKl(logits, refLogits, dtype, rows, vocab, temperature, rowMask|null, out, async)
+// JS: fullKl(logits, refLogits, dtype, rows, vocab, temperature, rowMask|null, out, exact, async)
+// `out` is a Float32Array, or a Float64Array when `exact`.
 Napi::Value JSFullKl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   FullKlArgs a;
@@ -134,12 +136,13 @@ Napi::Value JSFullKl(const Napi::CallbackInfo& info) {
   const Array ref = glue::logits_array(info, 1, "refLogits", a.dtype, a.rows, a.vocab);
   a.temperature = glue::positive_arg(info, 5, "temperature");
   const Array mask = glue::typed_array(info, 6, "rowMask", napi_uint8_array, rows, true);
-  const Array out = glue::typed_array(info, 7, "out", napi_float32_array, rows, false);
-  const bool async = glue::bool_arg(info, 8, "async");
+  a.exact = glue::bool_arg(info, 8, "exact");
+  const Array out = glue::typed_array(info, 7, "out", a.exact ? napi_float64_array : napi_float32_array, rows, false);
+  const bool async = glue::bool_arg(info, 9, "async");
   a.logits = logits.data;
   a.ref_logits = ref.data;
   a.row_mask = static_cast<const uint8_t*>(mask.data);
-  a.kl = static_cast<float*>(out.data);
+  a.kl = out.data;
   return glue::run_job(env, async, {logits, ref, mask, out}, [a] { return full_kl(a); });
 }
 
