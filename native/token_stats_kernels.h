@@ -4,7 +4,8 @@
 //
 // Contract (all levels): logits f32 / f64 / bf16 / f16; bf16 and f16 are widened exactly in registers,
 // f64 is centred in f64 and then narrowed. A row is cut into blocks of kBlock = 256 vectors; each block is read
-// twice back to back (max, then exp-sums from L1) and summarised as a SoftmaxState with f32 lane
+// once, its maximum and exp-sums in one pass against the row's running maximum (block_state_shifted; the
+// first block, and any block that raises the maximum, take a max pass first), and summarised as a SoftmaxState with f32 lane
 // accumulators (≤ 128 terms per lane); blocks merge in f64 in row order. Error vs a float64 reference:
 // ≤ 1e-5 relative or 1e-6 absolute on every output at V = 152k (tested). −inf entries get exactly 0 in
 // gradients and KL; in the forward sums each weighs at most exp(−87.3) relative to the block max (below f32
@@ -115,25 +116,100 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
   return st;
 }
 
-// The state of a whole row (or vocabulary shard), blocks merged in order; `z_max` gets the raw max.
+// One read per block: after the first block, a block is summarised relative to the running shift (the largest
+// block maximum seen so far) while its own maximum is taken in the same pass, instead of a max pass and an
+// exp pass. A block whose maximum lies above the shift (rare after the first few blocks of a row), or that
+// holds NaN / +inf, is redone by block_state with its own shift: positive exponents would make t = Σ e·x
+// cancel against log s in the entropy (a 30-octave margin cost 3e-5 relative there). Measured: about 10%
+// faster than two passes per block (bf16 1.6× the f32 rate).
+template <typename T>
+inline SoftmaxState block_state_shifted(const T* z, index_t len, float inv_tau, double inv_tau_exact, float shift,
+                                        float* block_max_out, bool* above_shift) {
+  using F = typename Vec::F;
+  const float scale = inv_tau * kLog2e;
+  const float offset = shift * scale;
+  const F scale_v = Vec::set1(scale), offset_v = Vec::set1(offset), floor_v = Vec::set1(kExp2Floor);
+  F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
+  F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
+  const char* next_block = reinterpret_cast<const char*>(z + kBlock);
+  index_t j = 0;
+  for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
+    prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
+    const F za = Vec::load(z + j), zb = Vec::load(z + j + Vec::W);
+    m0 = Vec::max(m0, za);
+    m1 = Vec::max(m1, zb);
+    const F xa = Vec::max(floor_v, Vec::fmsub(za, scale_v, offset_v));
+    const F xb = Vec::max(floor_v, Vec::fmsub(zb, scale_v, offset_v));
+    const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
+    s0 = Vec::add(s0, ea);
+    s1 = Vec::add(s1, eb);
+    t0 = Vec::fmadd(ea, xa, t0);
+    t1 = Vec::fmadd(eb, xb, t1);
+    q0 = Vec::fmadd(ea, ea, q0);
+    q1 = Vec::fmadd(eb, eb, q1);
+  }
+  for (; j < len; j += Vec::W) {
+    T buf[Vec::W];
+    const T* src = z + j;
+    if (j + Vec::W > len) {
+      pad_tail(z + j, len - j, buf);
+      src = buf;
+    }
+    const F za = Vec::load(src);
+    m0 = Vec::max(m0, za);
+    const F xa = Vec::max(floor_v, Vec::fmsub(za, scale_v, offset_v));
+    const F ea = Vec::exp2_clamped(xa);
+    s0 = Vec::add(s0, ea);
+    t0 = Vec::fmadd(ea, xa, t0);
+    q0 = Vec::fmadd(ea, ea, q0);
+  }
+  const float bm = Vec::reduce_max(Vec::max(m0, m1));
+  *block_max_out = bm;
+  *above_shift = bm * scale - offset > 0.0f || bm != bm;
+  SoftmaxState st;
+  st.s = Vec::reduce_add(Vec::add(s0, s1));
+  st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
+  st.q = Vec::reduce_add(Vec::add(q0, q1));
+  st.m = static_cast<double>(offset) / static_cast<double>(scale) * inv_tau_exact;
+  return st;
+}
+
 template <typename T>
 SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, RowMax* z_max) {
   const T* z = static_cast<const T*>(row);
   const float inv_tau = static_cast<float>(inv_tau_exact);
   SoftmaxState acc = softmax_state_empty();
   RowMax zmax{-INFINITY, -INFINITY};
+  float shift = -__builtin_inff();
   for (index_t b = 0; b < n; b += kBlock) {
+    const index_t len = n - b < kBlock ? n - b : kBlock;
+    SoftmaxState st;
     RowMax block_zmax;
-    const SoftmaxState st = block_state(z + b, n - b < kBlock ? n - b : kBlock, inv_tau, inv_tau_exact, &block_zmax);
-    // NaN must survive the merge: a block whose sums are NaN poisons the row.
+    bool redo = true;
+    // Only where x = z·scale − offset is one fused, exactly rounded instruction and the input is not f64
+    // (f64 is centred in f64 by block_state).
+    constexpr bool online = Vec::kFusedMultiplySubtract && !std::is_same<T, double>::value;
+    if (online && shift != -__builtin_inff() && shift == shift && shift != __builtin_inff()) {
+      float bm;
+      bool above_shift;
+      st = block_state_shifted(z + b, len, inv_tau, inv_tau_exact, shift, &bm, &above_shift);
+      if (!above_shift) {
+        redo = false;
+        block_zmax = RowMax{st.m / inv_tau_exact, bm};
+      }
+    }
+    if (redo) st = block_state(z + b, len, inv_tau, inv_tau_exact, &block_zmax);
     if (st.s != st.s || st.t != st.t) {
       acc.s = NAN;
     } else {
       softmax_state_merge(acc, st);
     }
     if (block_zmax.exact > zmax.exact || block_zmax.exact != block_zmax.exact) zmax = block_zmax;
+    if (redo && block_zmax.exact > shift) shift = static_cast<float>(block_zmax.exact);
   }
-  *z_max = zmax;
+  // The reference point is the state's m (the largest shift used); exact is the true maximum.
+  z_max->shift = acc.s > 0 ? acc.m / inv_tau_exact : zmax.shift;
+  z_max->exact = zmax.exact;
   return acc;
 }
 
