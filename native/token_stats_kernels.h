@@ -52,6 +52,54 @@ inline float block_max(const T* z, index_t len) {
   return Vec::reduce_max(Vec::max(m0, m1));
 }
 
+// The sums of one block, in base 2: s = Σ 2^x, t = ln2·Σ 2^x·x, q = Σ 4^x, where x = exponent(p) for the
+// vector at p (already clamped at kExp2Floor). With kTrackMax the block's raw maximum is taken in the same
+// pass into *block_max. The next block is prefetched into L1 while this one is summed.
+template <bool kTrackMax, typename T, typename Exponent>
+inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, float* block_max) {
+  using F = typename Vec::F;
+  F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
+  F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
+  const char* next_block = reinterpret_cast<const char*>(z + kBlock);
+  index_t j = 0;
+  for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
+    prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
+    if (kTrackMax) {
+      m0 = Vec::max(m0, Vec::load(z + j));
+      m1 = Vec::max(m1, Vec::load(z + j + Vec::W));
+    }
+    const F xa = exponent(z + j), xb = exponent(z + j + Vec::W);
+    const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
+    s0 = Vec::add(s0, ea);
+    s1 = Vec::add(s1, eb);
+    t0 = Vec::fmadd(ea, xa, t0);
+    t1 = Vec::fmadd(eb, xb, t1);
+    q0 = Vec::fmadd(ea, ea, q0);
+    q1 = Vec::fmadd(eb, eb, q1);
+  }
+  for (; j < len; j += Vec::W) {
+    T buf[Vec::W];
+    const T* src = z + j;
+    if (j + Vec::W > len) {
+      pad_tail(z + j, len - j, buf);
+      src = buf;
+    }
+    if (kTrackMax) m0 = Vec::max(m0, Vec::load(src));
+    const F xa = exponent(src);
+    const F ea = Vec::exp2_clamped(xa);
+    s0 = Vec::add(s0, ea);
+    t0 = Vec::fmadd(ea, xa, t0);
+    q0 = Vec::fmadd(ea, ea, q0);
+  }
+  if (kTrackMax) *block_max = Vec::reduce_max(Vec::max(m0, m1));
+  SoftmaxState st;
+  st.s = Vec::reduce_add(Vec::add(s0, s1));
+  st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
+  st.q = Vec::reduce_add(Vec::add(q0, q1));
+  st.m = 0.0;  // set by the caller
+  return st;
+}
+
 // One block's state relative to the block max. Each exponent is clamped at the floor before exp: a −inf logit then
 // weighs exp(−87.3) ≈ 1e-38 next to the max's exp(0) = 1, below f32 resolution of the sums, which saves the
 // compare-and-mask an exact zero would cost per vector. NaN passes the clamp (max returns its second
@@ -81,37 +129,7 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
   const auto exponent = [&](const T* p) {
     return Vec::max(floor_v, fused ? Vec::fmsub(Vec::load(p), scale_v, offset_v) : Vec::centered(p, shift_v, scale_v));
   };
-  F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
-  const char* next_block = reinterpret_cast<const char*>(z + kBlock);
-  index_t j = 0;
-  for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
-    prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
-    const F xa = exponent(z + j), xb = exponent(z + j + Vec::W);
-    const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
-    s0 = Vec::add(s0, ea);
-    s1 = Vec::add(s1, eb);
-    t0 = Vec::fmadd(ea, xa, t0);
-    t1 = Vec::fmadd(eb, xb, t1);
-    q0 = Vec::fmadd(ea, ea, q0);
-    q1 = Vec::fmadd(eb, eb, q1);
-  }
-  for (; j < len; j += Vec::W) {
-    T buf[Vec::W];
-    const T* src = z + j;
-    if (j + Vec::W > len) {
-      pad_tail(z + j, len - j, buf);
-      src = buf;
-    }
-    const F xa = exponent(src);
-    const F ea = Vec::exp2_clamped(xa);
-    s0 = Vec::add(s0, ea);
-    t0 = Vec::fmadd(ea, xa, t0);
-    q0 = Vec::fmadd(ea, ea, q0);
-  }
-  SoftmaxState st;
-  st.s = Vec::reduce_add(Vec::add(s0, s1));
-  st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
-  st.q = Vec::reduce_add(Vec::add(q0, q1));
+  SoftmaxState st = exp2_sums<false>(z, len, exponent, nullptr);
   st.m = z_max->shift * inv_tau_exact;
   return st;
 }
@@ -129,47 +147,10 @@ inline SoftmaxState block_state_shifted(const T* z, index_t len, float inv_tau, 
   const float scale = inv_tau * kLog2e;
   const float offset = shift * scale;
   const F scale_v = Vec::set1(scale), offset_v = Vec::set1(offset), floor_v = Vec::set1(kExp2Floor);
-  F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
-  F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
-  const char* next_block = reinterpret_cast<const char*>(z + kBlock);
-  index_t j = 0;
-  for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
-    prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
-    const F za = Vec::load(z + j), zb = Vec::load(z + j + Vec::W);
-    m0 = Vec::max(m0, za);
-    m1 = Vec::max(m1, zb);
-    const F xa = Vec::max(floor_v, Vec::fmsub(za, scale_v, offset_v));
-    const F xb = Vec::max(floor_v, Vec::fmsub(zb, scale_v, offset_v));
-    const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
-    s0 = Vec::add(s0, ea);
-    s1 = Vec::add(s1, eb);
-    t0 = Vec::fmadd(ea, xa, t0);
-    t1 = Vec::fmadd(eb, xb, t1);
-    q0 = Vec::fmadd(ea, ea, q0);
-    q1 = Vec::fmadd(eb, eb, q1);
-  }
-  for (; j < len; j += Vec::W) {
-    T buf[Vec::W];
-    const T* src = z + j;
-    if (j + Vec::W > len) {
-      pad_tail(z + j, len - j, buf);
-      src = buf;
-    }
-    const F za = Vec::load(src);
-    m0 = Vec::max(m0, za);
-    const F xa = Vec::max(floor_v, Vec::fmsub(za, scale_v, offset_v));
-    const F ea = Vec::exp2_clamped(xa);
-    s0 = Vec::add(s0, ea);
-    t0 = Vec::fmadd(ea, xa, t0);
-    q0 = Vec::fmadd(ea, ea, q0);
-  }
-  const float bm = Vec::reduce_max(Vec::max(m0, m1));
-  *block_max_out = bm;
+  const auto exponent = [&](const T* p) { return Vec::max(floor_v, Vec::fmsub(Vec::load(p), scale_v, offset_v)); };
+  SoftmaxState st = exp2_sums<true>(z, len, exponent, block_max_out);
+  const float bm = *block_max_out;
   *above_shift = bm * scale - offset > 0.0f || bm != bm;
-  SoftmaxState st;
-  st.s = Vec::reduce_add(Vec::add(s0, s1));
-  st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
-  st.q = Vec::reduce_add(Vec::add(q0, q1));
   st.m = static_cast<double>(offset) / static_cast<double>(scale) * inv_tau_exact;
   return st;
 }
