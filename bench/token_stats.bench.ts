@@ -20,12 +20,8 @@ import {
   type Tensor,
 } from '../lib';
 import { Sfc32 } from '../lib/prng';
+import type { Backend, Case, OpDefinition, Prepared } from './ops';
 
-export type Backend = 'cpu' | 'js';
-export type ThroughputOp = 'token-stats' | 'token-stats-backward' | 'full-kl';
-export const THROUGHPUT_OPS: readonly ThroughputOp[] = ['token-stats', 'token-stats-backward', 'full-kl'];
-export const ALL_OPS = [...THROUGHPUT_OPS, 'call-overhead'] as const;
-export type BenchOp = (typeof ALL_OPS)[number];
 export const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'f64'];
 
 // ---- data ----
@@ -176,108 +172,59 @@ export function makeLogits(rows: number, vocab: number, dtype: DType, options: {
 
 // ---- throughput ops ----
 
-export interface Case {
-  op: ThroughputOp;
-  backend: Backend;
-  dtype: DType;
-  rows: number;
-  vocab: number;
+const logitBytes = (c: Case) => c.rows * c.cols * DTYPE_BYTES[c.dtype];
+
+/** The Prepared of one configuration: the timed call and its sizes. */
+function prepared(c: Case, fn: () => void, bytesMoved: number, inputBytes: number): Prepared {
+  return { fn, elements: c.rows * c.cols, bytesMoved, inputBytes };
 }
 
-export interface Prepared {
-  /** The timed function (one call of the op on the whole input). */
-  fn: () => void;
-  elements: number;
-  /** Bytes the op moves per call (the gbPerSec numerator). */
-  bytesMoved: number;
-  /** Bytes of the op's inputs (sizes the bandwidth measurement). */
-  inputBytes: number;
-}
+const LOGITS_OP = { dtypes: DTYPES, defaultRows: { cpu: 1024, js: 64 }, defaultCols: 151936 } as const;
 
-export interface OpDefinition {
-  description: string;
-  /** Bytes per call: forward reads the logits; backward also writes an f32 gradient; full-kl reads both inputs. */
-  bytesMoved(rows: number, vocab: number, dtype: DType): number;
-  inputBytes(rows: number, vocab: number, dtype: DType): number;
-  /** Bytes allocated for a configuration (inputs + outputs), for the memory check. */
-  allocatedBytes(rows: number, vocab: number, dtype: DType): number;
-  prepare(c: Case, seed?: number): Prepared;
-}
-
-const logitBytes = (rows: number, vocab: number, dtype: DType) => rows * vocab * DTYPE_BYTES[dtype];
-
-/** The Prepared of one configuration: the timed call and its sizes from the op's definition. */
-function prepared(op: OpDefinition, c: Case, fn: () => void): Prepared {
-  return {
-    fn,
-    elements: c.rows * c.vocab,
-    bytesMoved: op.bytesMoved(c.rows, c.vocab, c.dtype),
-    inputBytes: op.inputBytes(c.rows, c.vocab, c.dtype),
-  };
-}
-
-export const OPS: Readonly<Record<ThroughputOp, OpDefinition>> = {
+export const TOKEN_STATS_OPS: Readonly<Record<string, OpDefinition>> = {
   'token-stats': {
-    description: 'tokenStatsSync with tokens: entropy, logprob, logsumexp, sumPiSquared, maxProb in one pass',
-    bytesMoved: logitBytes,
+    ...LOGITS_OP,
+    description: 'tokenStatsSync with tokens: entropy, logprob, logsumexp, sumPiSquared, maxProb in one pass (bytes: logits read)',
     inputBytes: logitBytes,
     allocatedBytes: logitBytes,
     prepare(c, seed) {
-      const { logits, tokens } = makeLogits(c.rows, c.vocab, c.dtype, { seed });
+      const { logits, tokens } = makeLogits(c.rows, c.cols, c.dtype, { seed });
       const out = { entropy: new Float32Array(c.rows), logprob: new Float32Array(c.rows), logsumexp: new Float32Array(c.rows),
         sumPiSquared: new Float32Array(c.rows), maxProb: new Float32Array(c.rows) };
       const options = { tokens, out, backend: c.backend };
-      return prepared(this, c, () => void tokenStatsSync(logits, options));
+      return prepared(c, () => void tokenStatsSync(logits, options), logitBytes(c), logitBytes(c));
     },
   },
   'token-stats-backward': {
-    description: 'tokenStatsBackwardSync (gradLogprob and gradEntropy, forward logsumexp/entropy reused) into an f32 buffer',
-    bytesMoved: (rows, vocab, dtype) => logitBytes(rows, vocab, dtype) + rows * vocab * 4,
+    ...LOGITS_OP,
+    description: 'tokenStatsBackwardSync (gradLogprob and gradEntropy, forward logsumexp/entropy reused) into an f32 buffer ' +
+      '(bytes: logits read + f32 gradient written)',
     inputBytes: logitBytes,
-    allocatedBytes: (rows, vocab, dtype) => logitBytes(rows, vocab, dtype) + rows * vocab * 4,
+    allocatedBytes: (c) => logitBytes(c) + c.rows * c.cols * 4,
     prepare(c, seed) {
-      const { logits, tokens } = makeLogits(c.rows, c.vocab, c.dtype, { seed });
+      const { logits, tokens } = makeLogits(c.rows, c.cols, c.dtype, { seed });
       const forward = tokenStatsSync(logits, { tokens, outputs: ['logsumexp', 'entropy'], backend: c.backend });
       const gradLogprob = new Float32Array(c.rows).fill(-1 / c.rows);
       const gradEntropy = new Float32Array(c.rows).fill(-0.01 / c.rows);
-      const out = new Float32Array(c.rows * c.vocab);
+      const out = new Float32Array(c.rows * c.cols);
       const options = {
         tokens, gradLogprob, gradEntropy, logsumexp: forward.logsumexp, entropy: forward.entropy, out, backend: c.backend,
       };
-      return prepared(this, c, () => void tokenStatsBackwardSync(logits, options));
+      return prepared(c, () => void tokenStatsBackwardSync(logits, options), logitBytes(c) + c.rows * c.cols * 4, logitBytes(c));
     },
   },
   'full-kl': {
-    description: 'fullKlSync(logits, refLogits): KL(p‖q) per row over the full vocabulary, one pass over both inputs',
-    bytesMoved: (rows, vocab, dtype) => 2 * logitBytes(rows, vocab, dtype),
-    inputBytes: (rows, vocab, dtype) => 2 * logitBytes(rows, vocab, dtype),
-    allocatedBytes: (rows, vocab, dtype) => 2 * logitBytes(rows, vocab, dtype),
+    ...LOGITS_OP,
+    description: 'fullKlSync(logits, refLogits): KL(p‖q) per row over the full vocabulary, one pass over both inputs (bytes: both read)',
+    inputBytes: (c) => 2 * logitBytes(c),
+    allocatedBytes: (c) => 2 * logitBytes(c),
     prepare(c, seed) {
-      const { logits, ref } = makeLogits(c.rows, c.vocab, c.dtype, { seed, ref: true });
+      const { logits, ref } = makeLogits(c.rows, c.cols, c.dtype, { seed, ref: true });
       const options = { backend: c.backend };
-      return prepared(this, c, () => void fullKlSync(logits, ref!, options));
+      return prepared(c, () => void fullKlSync(logits, ref!, options), 2 * logitBytes(c), 2 * logitBytes(c));
     },
   },
 };
-
-/**
- * Seconds per row of one call of `op` on `backend` at this vocabulary, from a few timed calls on a small
- * input after a warm-up call (so that JIT compilation is not counted). Used to shrink JS runs to the time
- * budget before the full input is generated.
- */
-export function secondsPerRow(op: ThroughputOp, backend: Backend, dtype: DType, vocab: number): number {
-  const rows = Math.max(1, Math.min(8, Math.ceil(2_000_000 / vocab)));
-  const { fn } = OPS[op].prepare({ op, backend, dtype, rows, vocab });
-  fn();
-  const times: number[] = [];
-  for (let k = 0; k < 3; k++) {
-    const start = process.hrtime.bigint();
-    fn();
-    times.push(Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  times.sort((a, b) => a - b);
-  return times[1] / rows;
-}
 
 // ---- call overhead ----
 

@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { backendInfo, nativeAddon } from './backend';
 import { CALL_OVERHEAD_VOCABS, LOGITS_MODEL } from '../bench/token_stats.bench';
+import { OPS } from '../bench/ops';
 import { formatBytes, machineSummary, MIN_BANDWIDTH_BYTES } from '../bench/report';
 import { PROGRAM, RunError, UsageError, parseFlags } from './cli_args';
 import { parseBench, runBench } from './cli_bench';
@@ -52,56 +53,69 @@ Options:
   --json       the backendInfo() object as JSON
   -h, --help   this text`;
 
-const HELP_BENCH = `Usage: ${PROGRAM} bench [options]
+/** The --op lines of the bench help: every registered op with its description, defaults and own flags. */
+function benchOpHelp(): string {
+  const lines: string[] = [];
+  for (const [name, def] of Object.entries(OPS)) {
+    lines.push(`${name}: ${def.description}`);
+    lines.push(`  dtype ${def.dtypes.join(' | ')}; default rows ${def.defaultRows.cpu} (cpu) / ${def.defaultRows.js} (js), cols ${def.defaultCols}`);
+    for (const [flag, p] of Object.entries(def.params ?? {})) {
+      lines.push(`  --${flag} ${p.choices ? p.choices.join(' | ') : 'N'} (default ${p.default}): ${p.help}`);
+    }
+  }
+  lines.push(`call-overhead: per-call time of tokenStats at rows = 1, vocab ${CALL_OVERHEAD_VOCABS.join(', ')}`);
+  lines.push('  (or --cols), cpu vs js, sync and async; prints the break-even element counts');
+  lines.push('  where cpu becomes faster than js (lib/backend.ts SMALL_INPUT_ELEMENTS)');
+  return lines.map((l) => `                   ${l}`).join('\n').trimStart();
+}
 
-Times token-statistics ops with benchmark.js (sync functions, synchronous runs) and reports each
-configuration against the memory read bandwidth measured just before it, in the same process, by the native
-addon's all-thread vectorised reader (the widest SIMD level) over a buffer the size of the configuration's
-input but at least ${formatBytes(MIN_BANDWIDTH_BYTES)} and twice the last-level cache, median of 7 reads. The js backend
-is compared with the read bandwidth of one thread (it runs on one).
+const HELP_BENCH = () => `Usage: ${PROGRAM} bench [options]
+
+Times the engine's ops with benchmark.js (sync functions, synchronous runs) and reports each
+configuration against the memory read bandwidth measured just before and after it, in the same process, by
+the native addon's all-thread vectorised reader (the widest SIMD level) over a buffer the size of the
+configuration's input but at least ${formatBytes(MIN_BANDWIDTH_BYTES)} and twice the last-level cache, median of 7 reads. The js
+backend is compared with the read bandwidth of one thread (it runs on one).
 
 Every option that takes a value also takes a comma list; every combination is run (e.g. --backend cpu,js
 --dtype f32,bf16 gives four configurations).
 
 Options:
-  --op OP          token-stats (default): tokenStatsSync, all five outputs, with tokens
-                   token-stats-backward: tokenStatsBackwardSync (gradLogprob + gradEntropy, forward
-                     logsumexp/entropy reused) into a preallocated f32 gradient
-                   full-kl: fullKlSync(logits, refLogits)
-                   call-overhead: per-call time of tokenStats at rows = 1, vocab ${CALL_OVERHEAD_VOCABS.join(', ')}
-                     (or --vocab), cpu vs js, sync and async; prints the break-even element counts
-                     where cpu becomes faster than js (lib/backend.ts SMALL_INPUT_ELEMENTS)
+  --op OP          token-stats (default), or one of:
+                   ${benchOpHelp()}
   --backend B      cpu | js (default: cpu when the native addon is loaded, else js)
-  --dtype D        f32 (default) | bf16 | f16 | f64
-  --rows N         logits rows (default: 1024 for cpu, 64 for js). On js, fewer rows are used when
-                   five calls would take over twice --min-time: rows are cut so that a call takes about
-                   --min-time / 10, and the rows actually used are reported (a note says so).
-  --vocab V        vocabulary size (default: 151936)
+  --dtype D        input dtype (default: the op's first)
+  --rows N         rows (default: the op's). On js, fewer rows are used when five calls would take over
+                   twice --min-time: rows are cut so that a call takes about --min-time / 10, and the rows
+                   actually used are reported (a note says so).
+  --cols C         columns: the vocabulary for logits ops, the sequence length T for token-level ops
+                   (--vocab is the same option)
   --threads T      native thread pool size for cpu runs (default: the current pool, ${PROGRAM} info)
   --isa L          native SIMD level for cpu runs: scalar | avx2 | avx512 (default: the active one)
   --min-time S     seconds of sampling per configuration (default: 2; call-overhead: 0.5 per case).
                    benchmark.js samples until S seconds have passed and it has at least 5 samples
                    (its maxTime); each sample runs the op for at least S/20 s (its minTime, ≥ 0.05 s).
-  --seed N         seed of the synthetic logits (default: 1)
-  --json           one JSON object per line and configuration: op, backend, dtype, rows, vocab, threads,
-                   medianMs, elementsPerSec, gbPerSec, readBandwidthGbPerSec, bandwidthFraction, isa,
-                   samples (call-overhead lines add mode; a last line gives breakEvenElements).
-                   Notes go to stderr.
+  --seed N         seed of the synthetic data (default: 1)
+  --json           one JSON object per line and configuration: op, params (the op's own flags, when it
+                   has any), backend, dtype, rows, cols, threads, medianMs, elementsPerSec, gbPerSec,
+                   readBandwidthGbPerSec, bandwidthFraction, isa, samples (call-overhead lines add mode;
+                   a last line gives breakEvenElements). Notes go to stderr.
   -h, --help       this text
 
 Reported figures:
   medianMs          median of benchmark.js samples (time per call)
-  elementsPerSec    rows × vocab / median
-  gbPerSec          bytes moved per second: forward = logits read; backward = logits read + f32 gradient
-                    written; full-kl = both inputs read
+  elementsPerSec    elements per call / median (rows × cols, unless the op says otherwise)
+  gbPerSec          bytes moved per second: every input read once + every output written once (each op's
+                    description says which)
   readBandwidthGbPerSec  vectorised all-thread streaming read (the addon's readBandwidth) of a buffer at
                     least the input's size and above the last-level cache, measured just before and just
                     after the kernel's samples (mean of the two medians of 7 reads)
   bandwidthFraction gbPerSec / readBandwidthGbPerSec (null when the native addon is not loaded)
 
-Data: LM-like logits made once per configuration (not timed): Zipf prior over the vocabulary (bias
-−${LOGITS_MODEL.zipfExponent}·ln(rank+1)), per-row Gaussian noise of scale ${LOGITS_MODEL.noiseScale.join('–')}, ${LOGITS_MODEL.contextTokens} boosted context tokens
-per row; no −inf. full-kl's reference = logits + N(0, ${LOGITS_MODEL.refNoise}²) noise.
+Data of the logits ops: LM-like logits made once per configuration (not timed): Zipf prior over the
+vocabulary (bias −${LOGITS_MODEL.zipfExponent}·ln(rank+1)), per-row Gaussian noise of scale ${LOGITS_MODEL.noiseScale.join('–')},
+${LOGITS_MODEL.contextTokens} boosted context tokens per row; no −inf. full-kl's reference = logits + N(0, ${LOGITS_MODEL.refNoise}²) noise.
+Other ops describe their data in bench/<family>.bench.ts.
 
 Examples:
   ${PROGRAM} bench --op token-stats --backend cpu --dtype f32,bf16 --rows 1024 --vocab 151936
@@ -160,7 +174,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === 'help') {
     const topic = rest[0];
-    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH : undefined;
+    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH() : undefined;
     if (text === undefined) throw new UsageError(`help: unknown command '${topic}'`);
     console.log(text);
     return 0;
@@ -169,7 +183,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (command === 'bench') {
     const options = parseBench(rest);
     if (!options) {
-      console.log(HELP_BENCH);
+      console.log(HELP_BENCH());
       return 0;
     }
     return runBench(options);

@@ -40,7 +40,7 @@ export function parseFlags(command: string, args: readonly string[], valued: rea
   return flags;
 }
 
-function list(flags: Flags, name: string): string[] | undefined {
+export function list(flags: Flags, name: string): string[] | undefined {
   const value = flags.get(name);
   if (value === undefined || value === true) return undefined;
   const items = value.split(',').map((s) => s.trim());

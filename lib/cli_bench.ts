@@ -8,19 +8,8 @@ import * as os from 'os';
 import Benchmark from 'benchmark';
 import { backendInfo, nativeAddon } from './backend';
 import { DTYPE_BYTES, type DType } from './tensor';
-import {
-  ALL_OPS,
-  CALL_OVERHEAD_VOCABS,
-  DTYPES,
-  OPS,
-  breakEven,
-  callOverheadCases,
-  secondsPerRow,
-  type Backend,
-  type BenchOp,
-  type CallCase,
-  type ThroughputOp,
-} from '../bench/token_stats.bench';
+import { CALL_OVERHEAD_VOCABS, DTYPES, breakEven, callOverheadCases, type CallCase } from '../bench/token_stats.bench';
+import { OPS, secondsPerRow, type Backend, type Case } from '../bench/ops';
 import {
   Progress,
   Table,
@@ -35,14 +24,19 @@ import {
   MIN_BANDWIDTH_BYTES,
   type Bandwidth,
 } from '../bench/report';
-import { PROGRAM, RunError, UsageError, choices, integers, parseFlags, positiveNumber } from './cli_args';
+import { PROGRAM, RunError, UsageError, choices, integers, list, parseFlags, positiveNumber } from './cli_args';
+
+/** Every op `--op` accepts: the throughput ops of bench/ops.ts and the per-call overhead sweep. */
+export const BENCH_OPS: readonly string[] = [...Object.keys(OPS), 'call-overhead'];
 
 export interface BenchOptions {
-  ops: BenchOp[];
+  ops: string[];
   backends: Backend[];
-  dtypes: DType[];
+  dtypes?: DType[];
   rows?: number[];
-  vocabs?: number[];
+  cols?: number[];
+  /** Values given for the ops' own flags (e.g. --mode), by flag name. */
+  params: Record<string, string[]>;
   threads?: number[];
   isas?: string[];
   minTime?: number;
@@ -55,7 +49,8 @@ interface Result {
   backend: Backend;
   dtype: DType;
   rows: number;
-  vocab: number;
+  cols: number;
+  params?: Record<string, string>;
   threads: number;
   medianMs: number;
   elementsPerSec: number;
@@ -66,15 +61,15 @@ interface Result {
   samples: number;
 }
 
-const DEFAULT_VOCAB = 151936;
-const DEFAULT_ROWS: Record<Backend, number> = { cpu: 1024, js: 64 };
 const DEFAULT_MIN_TIME = 2;
 const DEFAULT_CALL_MIN_TIME = 0.5;
 const MIN_SAMPLES = 5;
 
 export function parseBench(args: readonly string[]): BenchOptions | null {
+  const paramNames = [...new Set(Object.values(OPS).flatMap((def) => Object.keys(def.params ?? {})))];
   const flags = parseFlags(
-    'bench', args, ['op', 'backend', 'dtype', 'rows', 'vocab', 'threads', 'isa', 'min-time', 'seed'], ['json', 'help'],
+    'bench', args, ['op', 'backend', 'dtype', 'rows', 'cols', 'vocab', 'threads', 'isa', 'min-time', 'seed', ...paramNames],
+    ['json', 'help'],
   );
   if (flags.has('help')) return null;
   const loaded = backendInfo().native.loaded;
@@ -92,18 +87,48 @@ export function parseBench(args: readonly string[]): BenchOptions | null {
   }
   const seed = integers(flags, 'seed', 0, 0xffffffff);
   if (seed && seed.length > 1) throw new UsageError('bench: --seed takes one value');
+  const ops = choices<string>(flags, 'op', BENCH_OPS) ?? ['token-stats'];
+  const params: Record<string, string[]> = {};
+  for (const name of paramNames) {
+    const values = list(flags, name);
+    if (!values) continue;
+    const owners = ops.filter((op) => OPS[op]?.params?.[name]);
+    if (owners.length === 0) throw new UsageError(`bench: --${name} applies to ${opsWithParam(name).join(', ')}, not to --op ${ops.join(',')}`);
+    for (const op of owners) {
+      const def = OPS[op].params![name];
+      const bad = values.filter((v) => (def.choices ? !def.choices.includes(v) : !/^[1-9][0-9]*$/.test(v)));
+      if (bad.length) throw new UsageError(`bench: --${name} for ${op} expects ${def.choices ? def.choices.join(' | ') : 'a positive integer'}, got ${bad.join(',')}`);
+    }
+    params[name] = values;
+  }
+  if (flags.has('cols') && flags.has('vocab')) throw new UsageError('bench: --cols and --vocab are the same option; give one');
   return {
-    ops: choices<BenchOp>(flags, 'op', ALL_OPS) ?? ['token-stats'],
+    ops,
     backends,
-    dtypes: choices<DType>(flags, 'dtype', DTYPES) ?? ['f32'],
+    dtypes: choices<DType>(flags, 'dtype', DTYPES),
     rows: integers(flags, 'rows', 1, 1 << 24),
-    vocabs: integers(flags, 'vocab', 1, 1 << 26),
+    cols: integers(flags, 'cols', 1, 1 << 26) ?? integers(flags, 'vocab', 1, 1 << 26),
+    params,
     threads: integers(flags, 'threads', 1, 1024),
     isas,
     minTime: positiveNumber(flags, 'min-time'),
     seed: seed?.[0] ?? 1,
     json: flags.has('json'),
   };
+}
+
+function opsWithParam(name: string): string[] {
+  return Object.keys(OPS).filter((op) => OPS[op].params?.[name]);
+}
+
+/** Every combination of the op's own flag values (the op's defaults where a flag was not given). */
+function paramCombinations(op: string, given: Readonly<Record<string, string[]>>): Record<string, string>[] {
+  let combos: Record<string, string>[] = [{}];
+  for (const [name, def] of Object.entries(OPS[op].params ?? {})) {
+    const values = given[name] ?? [def.default];
+    combos = combos.flatMap((combo) => values.map((v) => ({ ...combo, [name]: v })));
+  }
+  return combos;
 }
 
 /** Runs one benchmark.js benchmark synchronously and returns its per-call samples (seconds). */
@@ -176,7 +201,7 @@ const RESULT_COLUMNS = [
   { title: 'op', width: 20, align: 'left' as const },
   { title: 'backend', width: 7, align: 'left' as const },
   { title: 'dtype', width: 5, align: 'left' as const },
-  { title: 'rows×vocab', width: 14, align: 'left' as const },
+  { title: 'rows×cols', width: 14, align: 'left' as const },
   { title: 'thr', width: 3 },
   { title: 'isa', width: 6, align: 'left' as const },
   { title: 'median', width: 9 },
@@ -190,7 +215,7 @@ const RESULT_COLUMNS = [
 /** Table cells of one result; `reduced` marks rows cut to the time budget (explained in the notes). */
 function resultCells(r: Result, reduced: boolean): string[] {
   return [
-    r.op, r.backend, r.dtype, `${r.rows}×${r.vocab}${reduced ? '*' : ''}`, String(r.threads), r.isa ?? '-', formatSeconds(r.medianMs / 1000),
+    r.params ? `${r.op} ${Object.values(r.params).join(' ')}` : r.op, r.backend, r.dtype, `${r.rows}×${r.cols}${reduced ? '*' : ''}`, String(r.threads), r.isa ?? '-', formatSeconds(r.medianMs / 1000),
     formatSi(r.elementsPerSec), fixed(r.gbPerSec, 2), fixed(r.readBandwidthGbPerSec, 2), fixed(r.bandwidthFraction, 3),
     String(r.samples),
   ];
@@ -230,22 +255,29 @@ export async function runBench(options: BenchOptions): Promise<number> {
         flushNotes();
         continue;
       }
+      const def = OPS[op];
+      const dtypes = options.dtypes ?? [def.dtypes[0]];
+      const unsupported = dtypes.filter((d) => !def.dtypes.includes(d));
+      if (unsupported.length) throw new RunError(`bench: ${op} takes --dtype ${def.dtypes.join(' | ')}, not ${unsupported.join(',')}`);
       for (const backend of options.backends) {
-        // js ignores the native pool and SIMD level: one configuration per (dtype, rows, vocab).
+        // js ignores the native pool and SIMD level: one configuration per (dtype, rows, cols, params).
         const threadList = backend === 'cpu' ? options.threads ?? [original!.threads] : [1];
         const isaList = backend === 'cpu' ? options.isas ?? [original!.isa] : [null];
-        for (const dtype of options.dtypes) {
-          for (const vocab of options.vocabs ?? [DEFAULT_VOCAB]) {
-            for (const requestedRows of options.rows ?? [DEFAULT_ROWS[backend]]) {
-              for (const threads of threadList) {
-                for (const isa of isaList) {
-                  if (!options.json && !headerShown) {
-                    table.header();
-                    headerShown = true;
+        for (const dtype of dtypes) {
+          for (const cols of options.cols ?? [def.defaultCols]) {
+            for (const rows of options.rows ?? [def.defaultRows[backend]]) {
+              for (const params of paramCombinations(op, options.params)) {
+                for (const threads of threadList) {
+                  for (const isa of isaList) {
+                    if (!options.json && !headerShown) {
+                      table.header();
+                      headerShown = true;
+                    }
+                    const c: Case = { op, backend, dtype, rows, cols, params };
+                    const result = runThroughput(options, progress, c, threads, isa);
+                    if (options.json) console.log(JSON.stringify(result));
+                    else table.row(resultCells(result, result.rows !== rows));
                   }
-                  const result = runThroughput(options, progress, op, backend, dtype, vocab, requestedRows, threads, isa);
-                  if (options.json) console.log(JSON.stringify(result));
-                  else table.row(resultCells(result, result.rows !== requestedRows));
                 }
               }
             }
@@ -261,27 +293,27 @@ export async function runBench(options: BenchOptions): Promise<number> {
   return 0;
 }
 
-function runThroughput(
-  options: BenchOptions, progress: Progress, op: ThroughputOp, backend: Backend, dtype: DType, vocab: number,
-  requestedRows: number, threads: number, isa: string | null,
-): Result {
+function runThroughput(options: BenchOptions, progress: Progress, requested: Case, threads: number, isa: string | null): Result {
+  const { op, backend, dtype, cols } = requested;
   const minTime = options.minTime ?? DEFAULT_MIN_TIME;
-  const label = `${op} ${backend} ${dtype} ${requestedRows}×${vocab}${backend === 'cpu' ? ` ${threads}t ${isa}` : ''}`;
+  const paramText = Object.values(requested.params).map((v) => ` ${v}`).join('');
+  const label = `${op}${paramText} ${backend} ${dtype} ${requested.rows}×${cols}${backend === 'cpu' ? ` ${threads}t ${isa}` : ''}`;
   if (backend === 'cpu') applyNative(threads, isa!);
-  let rows = requestedRows;
+  let rows = requested.rows;
   if (backend === 'js') {
     progress.update(label, 0, 'estimating the time per call');
-    const perRow = secondsPerRow(op, backend, dtype, vocab);
+    const perRow = secondsPerRow(requested);
     if (MIN_SAMPLES * perRow * rows > 2 * minTime) {
       rows = Math.max(1, Math.min(rows, Math.floor(minTime / 10 / perRow)));
-      note(options, `${reduced(options)}${op} js ${dtype}: ${requestedRows} rows would take about ${formatSeconds(perRow * requestedRows)} a call; ` +
-        `using ${rows} rows (--min-time ${minTime} s)`);
+      note(options, `${reduced(options)}${op}${paramText} js ${dtype}: ${requested.rows} rows would take about ` +
+        `${formatSeconds(perRow * requested.rows)} a call; using ${rows} rows (--min-time ${minTime} s)`);
     }
   }
+  const c: Case = { ...requested, rows };
   const def = OPS[op];
-  memoryCheck(def.allocatedBytes(rows, vocab, dtype) + Math.max(def.inputBytes(rows, vocab, dtype), MIN_BANDWIDTH_BYTES), label);
+  memoryCheck(def.allocatedBytes(c) + Math.max(def.inputBytes(c), MIN_BANDWIDTH_BYTES), label);
   progress.update(label, 0, 'generating data');
-  const prepared = def.prepare({ op, backend, dtype, rows, vocab }, options.seed);
+  const prepared = def.prepare(c, options.seed);
   // The machine is shared: bandwidth drifts with other tenants' load. Measuring it just before and just after
   // the kernel's samples, and using the mean, ties the fraction to the conditions the kernel ran under.
   progress.update(label, 0, 'measuring read bandwidth');
@@ -293,16 +325,17 @@ function runThroughput(
   const bandwidth: Bandwidth | null = before && after
     ? { ...before, gbPerSec: (before.gbPerSec + after.gbPerSec) / 2, bestGbPerSec: Math.max(before.bestGbPerSec, after.bestGbPerSec), repeats: before.repeats + after.repeats }
     : null;
-  note(options, `${op} ${backend} ${dtype} ${rows}×${vocab}: ${cacheNote(bandwidth, prepared.inputBytes)}` +
+  note(options, `${op}${paramText} ${backend} ${dtype} ${rows}×${cols}: ${cacheNote(bandwidth, prepared.inputBytes)}` +
     (before && after ? `; before ${before.gbPerSec.toFixed(2)} GB/s, after ${after.gbPerSec.toFixed(2)} GB/s` : ''));
   const seconds = median(samples);
   const gbPerSec = prepared.bytesMoved / seconds / 1e9;
   return {
     op,
+    ...(Object.keys(c.params).length ? { params: c.params } : {}),
     backend,
     dtype,
     rows,
-    vocab,
+    cols,
     threads: backend === 'cpu' ? threads : 1,
     medianMs: seconds * 1e3,
     elementsPerSec: prepared.elements / seconds,
@@ -316,14 +349,14 @@ function runThroughput(
 
 async function runCallOverhead(options: BenchOptions, progress: Progress, original: Native | null): Promise<void> {
   const minTime = options.minTime ?? DEFAULT_CALL_MIN_TIME;
-  const vocabs = options.vocabs ?? [...CALL_OVERHEAD_VOCABS];
+  const vocabs = options.cols ?? [...CALL_OVERHEAD_VOCABS];
   const backends: Backend[] = original ? ['cpu', 'js'] : ['js'];
   const threads = options.threads?.[0] ?? original?.threads ?? 1;
   const isa = options.isas?.[0] ?? original?.isa ?? null;
   if (original) applyNative(threads, isa!);
   if (options.rows) note(options, 'call-overhead always uses rows = 1 (--rows ignored)');
   if (!original) note(options, 'native addon not loaded: call-overhead measures js only; no break-even');
-  for (const dtype of options.dtypes) {
+  for (const dtype of options.dtypes ?? ['f32' as const]) {
     const times: Record<string, number[]> = {};
     const table = new Table(
       [
@@ -351,7 +384,7 @@ async function runCallOverhead(options: BenchOptions, progress: Progress, origin
         (times[key] ??= []).push(seconds);
         if (options.json) {
           console.log(JSON.stringify({
-            op: 'call-overhead', backend: c.backend, mode: c.mode, dtype, rows: 1, vocab,
+            op: 'call-overhead', backend: c.backend, mode: c.mode, dtype, rows: 1, cols: vocab,
             threads: c.backend === 'cpu' ? threads : 1, medianMs: seconds * 1e3, elementsPerSec: vocab / seconds,
             gbPerSec: (vocab * DTYPE_BYTES[dtype]) / seconds / 1e9, readBandwidthGbPerSec: null, bandwidthFraction: null,
             isa: c.backend === 'cpu' ? isa : null, samples: samples.length,

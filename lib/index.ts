@@ -34,4 +34,4 @@ export {
 } from './ops/token_stats_shards';
 export type { TokenStatsPartial, TokenStatsPartialOptions, MergeTokenStatsOptions } from './ops/token_stats_shards';
 export { entropyMask } from './ops/entropy_mask';
-export type { Precision } from './ops/run';
+export type { Precision, Preset } from './ops/run';

@@ -14,6 +14,14 @@ export type NonFinite = 'throw' | 'nan';
  */
 export type Precision = 'f32' | 'f64';
 
+/** A trainer whose numerics an op reproduces (SPEC §7); each family keeps its own table of what differs. */
+export type Preset = 'verl' | 'trl' | 'openrlhf';
+export const PRESETS: readonly Preset[] = ['verl', 'trl', 'openrlhf'];
+
+export function presetOf(value: unknown): Preset | null {
+  return value === undefined || value === null ? null : is.oneOf(value, 'opts.preset', PRESETS);
+}
+
 export function temperatureOf(value: unknown): number {
   return value === undefined ? 1 : is.positiveNumber(value, 'opts.temperature');
 }
