@@ -2,7 +2,7 @@
   "target_defaults": {
     "cflags!": ["-fno-exceptions", "-O2"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-O2"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-fvisibility=hidden"],
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
     "conditions": [
       ["target_arch=='x64'", {"defines": ["AE_HAVE_AVX2", "AE_HAVE_AVX512"]}]

@@ -9,6 +9,9 @@
  */
 import type { DType } from '../lib/tensor';
 import { TOKEN_STATS_OPS } from './token_stats.bench';
+import { EXIT_MONITOR_OPS } from './exit_monitor.bench';
+import { POLICY_LOSS_OPS } from './policy_loss.bench';
+import { ADVANTAGE_OPS } from './advantages.bench';
 
 export type Backend = 'cpu' | 'js';
 
@@ -56,6 +59,9 @@ export interface OpDefinition {
 
 export const OPS: Readonly<Record<string, OpDefinition>> = {
   ...TOKEN_STATS_OPS,
+  ...EXIT_MONITOR_OPS,
+  ...POLICY_LOSS_OPS,
+  ...ADVANTAGE_OPS,
 };
 
 /**

@@ -8,10 +8,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EngineError, ErrorCode, argError } from './errors';
 import type { NativeAddon } from './native';
+import { cudaStatus, type CudaStatus } from './cuda';
 
-export type BackendName = 'auto' | 'cpu' | 'js';
+export type BackendName = 'auto' | 'cuda' | 'cpu' | 'js';
 export type ActiveBackend = 'cpu' | 'js';
-const BACKEND_NAMES: readonly BackendName[] = ['auto', 'cpu', 'js'];
+const BACKEND_NAMES: readonly BackendName[] = ['auto', 'cuda', 'cpu', 'js'];
 
 export interface LoadAttempt {
   candidate: string;
@@ -92,14 +93,7 @@ function native(): LoadState {
 
 function parseBackend(value: unknown, param: string): BackendName {
   if (typeof value !== 'string' || !BACKEND_NAMES.includes(value as BackendName)) {
-    const hint = value === 'cuda' ? " ('cuda' is not available in this build: no CUDA addon was built)" : '';
-    const error = argError(
-      value === 'cuda' ? ErrorCode.BACKEND_UNAVAILABLE : ErrorCode.INVALID_ARG_VALUE,
-      param,
-      `one of ${BACKEND_NAMES.join(' | ')}${hint}`,
-      value,
-    );
-    throw error;
+    throw argError(ErrorCode.INVALID_ARG_VALUE, param, `one of ${BACKEND_NAMES.join(' | ')}`, value);
   }
   return value as BackendName;
 }
@@ -113,6 +107,11 @@ function requestedBackend(): BackendName {
     if (env !== undefined && env !== '') {
       try {
         requested = parseBackend(env, 'ADVANTAGE_ENGINE_BACKEND');
+        // Ops never dispatch to cuda yet (see requireCuda): the variable is reported as a warning, not obeyed.
+        if (requested === 'cuda') {
+          requested = 'auto';
+          requireCuda('ADVANTAGE_ENGINE_BACKEND');
+        }
       } catch (error) {
         envError = (error as Error).message;
       }
@@ -125,6 +124,7 @@ function requestedBackend(): BackendName {
 export function setBackend(name: BackendName): void {
   const parsed = parseBackend(name, 'backend');
   if (parsed === 'cpu') requireNative('backend');
+  if (parsed === 'cuda') requireCuda('backend');
   requested = parsed;
 }
 
@@ -139,6 +139,22 @@ function requireNative(param: string): NativeAddon {
   );
 }
 
+/**
+ * An explicit 'cuda' request. Without a device (or without the CUDA addon) it throws ERR_AE_BACKEND_UNAVAILABLE
+ * with the reason (ERR_CUDA_UNAVAILABLE and the driver's error, or "not built"). With one, the device is used
+ * through lib/cuda.ts (cudaDevice(): DeviceTensors and the token statistics ops); the public ops of lib/ops do
+ * not dispatch to it yet, so they refuse rather than run silently elsewhere.
+ */
+function requireCuda(param: string): never {
+  const s = cudaStatus();
+  const why = s.available
+    ? 'the public ops do not dispatch to cuda yet: use cudaDevice() from lib/cuda (DeviceTensor ops)'
+    : `${s.code}: ${s.message}`;
+  throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `The cuda backend was requested (${param}) but ${why}`, {
+    param, expected: 'an available cuda backend', received: s.code ?? 'cuda',
+  });
+}
+
 /** The native addon, or throws ERR_AE_BACKEND_UNAVAILABLE (bench and tools that need it explicitly). */
 export function nativeAddon(): NativeAddon {
   return requireNative('native');
@@ -151,6 +167,7 @@ export function nativeAddon(): NativeAddon {
 export function resolveBackend(option: unknown, elements: number, async: boolean): ActiveBackend {
   const choice = option === undefined ? requestedBackend() : parseBackend(option, 'opts.backend');
   if (choice === 'js') return 'js';
+  if (choice === 'cuda') requireCuda('opts.backend');
   if (choice === 'cpu') {
     requireNative('opts.backend');
     return 'cpu';
@@ -169,6 +186,8 @@ export interface BackendInfo {
   threads: number;
   smallInputThreshold: { sync: number; async: number };
   native: { loaded: boolean; path?: string; attempts: LoadAttempt[] };
+  /** The CUDA addon and device probe (loaded only when build-cuda/ holds the addon). */
+  cuda: CudaStatus;
   /** Why each backend that is not active was skipped. */
   skipped: Record<string, string>;
   warnings: string[];
@@ -179,8 +198,10 @@ export function backendInfo(): BackendInfo {
   const want = requestedBackend();
   const info = addon?.info();
   const active: ActiveBackend = want === 'js' || !addon ? 'js' : 'cpu';
+  const cuda = cudaStatus();
+  // 'auto' never picks cuda: the public ops do not dispatch to it yet (cudaDevice() serves it).
   const skipped: Record<string, string> = {
-    cuda: 'no CUDA addon in this build (the CUDA backend is not built yet)',
+    cuda: cuda.available ? 'available through cudaDevice(); the public ops do not dispatch to it yet' : `${cuda.code}: ${cuda.message}`,
   };
   if (active !== 'cpu') {
     skipped.cpu = addon
@@ -198,6 +219,7 @@ export function backendInfo(): BackendInfo {
     threads: info?.threads ?? 1,
     smallInputThreshold: { ...SMALL_INPUT_ELEMENTS },
     native: { loaded: !!addon, ...(file ? { path: file } : {}), attempts },
+    cuda,
     skipped,
     warnings,
   };

@@ -16,6 +16,9 @@ import { OPS } from '../bench/ops';
 import { formatBytes, machineSummary, MIN_BANDWIDTH_BYTES } from '../bench/report';
 import { PROGRAM, RunError, UsageError, parseFlags } from './cli_args';
 import { parseBench, runBench } from './cli_bench';
+import { HELP_SERVE, runServe } from './bridge/serve';
+import { BRIDGE_BENCH_DEFAULTS, runBridgeBench } from '../bench/bridge.bench';
+import { HELP_TRAIN_DEMO, runTrainDemo } from '../examples/train-grpo';
 
 function packageVersion(): string {
   try {
@@ -33,6 +36,10 @@ const HELP_MAIN = `Usage: ${PROGRAM} <command> [options]
 Commands:
   info [--json]        which backend runs (cpu / js), its SIMD level and threads, and why others are skipped
   bench [options]      benchmarks of the token-statistics ops against the measured memory read bandwidth
+  serve --stdio        serve the API to the Python package advantage_engine over stdin / stdout
+  bench-bridge [--rows N --vocab V --repeats K --tiny M --python P --json]
+                       the Python bridge: tiny-request round trip, tokenStats through shared memory vs direct
+  train-demo [options] train a small policy with GRPO on the engine's signals (reward curve, SVG chart)
   help [command]       this text, or a command's
 
 Options:
@@ -174,12 +181,28 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === 'help') {
     const topic = rest[0];
-    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH() : undefined;
+    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH() : topic === 'serve' ? HELP_SERVE : topic === 'train-demo' ? HELP_TRAIN_DEMO : undefined;
     if (text === undefined) throw new UsageError(`help: unknown command '${topic}'`);
     console.log(text);
     return 0;
   }
   if (command === 'info') return runInfo(rest);
+  if (command === 'serve') return runServe(rest);
+  if (command === 'train-demo') return runTrainDemo(rest);
+  if (command === 'bench-bridge') {
+    const flags = parseFlags('bench-bridge', rest, ['rows', 'vocab', 'repeats', 'tiny', 'python'], ['json']);
+    const int = (name: 'rows' | 'vocab' | 'repeats' | 'tiny') => {
+      const v = flags.get(name);
+      if (v === undefined) return BRIDGE_BENCH_DEFAULTS[name];
+      if (typeof v !== 'string' || !/^[1-9][0-9]*$/.test(v)) throw new UsageError(`bench-bridge: --${name} expects a positive integer`);
+      return Number(v);
+    };
+    const python = flags.get('python');
+    return runBridgeBench({
+      rows: int('rows'), vocab: int('vocab'), repeats: int('repeats'), tiny: int('tiny'),
+      python: typeof python === 'string' ? python : BRIDGE_BENCH_DEFAULTS.python, json: flags.has('json'),
+    });
+  }
   if (command === 'bench') {
     const options = parseBench(rest);
     if (!options) {
@@ -197,7 +220,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     if (error instanceof UsageError) {
-      const command = ['info', 'bench'].includes(process.argv[2]) ? `${process.argv[2]} ` : '';
+      const command = ['info', 'bench', 'serve', 'train-demo'].includes(process.argv[2]) ? `${process.argv[2]} ` : '';
       console.error(`${PROGRAM} ${error.message}\nRun '${PROGRAM} ${command}--help' for usage.`);
       process.exitCode = 2;
     } else if (error instanceof RunError) {

@@ -35,3 +35,41 @@ export {
 export type { TokenStatsPartial, TokenStatsPartialOptions, MergeTokenStatsOptions } from './ops/token_stats_shards';
 export { entropyMask } from './ops/entropy_mask';
 export type { Precision, Preset } from './ops/run';
+export { rewards } from './ops/rewards';
+export type * from './ops/rewards';
+export { createExitMonitor, EXIT_RULES } from './ops/exit_monitor';
+export type {
+  ExitMonitor, ExitMonitorOptions, ExitRules, ExitRule, ExitStep, ExitDecision, StepDecisions, SequenceStatus, SequenceSummary,
+} from './ops/exit_monitor';
+export {
+  advantages, advantagesSync, advantagesPartial, advantagesPartialSync, mergeAdvantageStats, ADVANTAGE_ESTIMATORS,
+} from './ops/advantages';
+export type {
+  AdvantageInputs, AdvantageOptions, AdvantageResult, AdvantageStats, AdvantageBatchStats, Estimator, Scale, MultiReward,
+} from './ops/advantages';
+export {
+  gae, gaeSync, discountedReturns, discountedReturnsSync, reinforcePlusPlus, reinforcePlusPlusSync, placeOutcome,
+  placeOutcomeSync, optimalTokenBaseline, optimalTokenBaselineSync,
+} from './ops/token_advantages';
+export type {
+  TokenInputs, GaeInputs, GaeOptions, ReturnsOptions, ReinforcePlusPlusOptions, TokenAdvantageResult,
+  OptimalTokenBaselineInputs,
+} from './ops/token_advantages';
+export {
+  whiten, whitenSync, momentsPartial, momentsPartialSync, mergeMoments, finalizeMoments, groupMomentsPartial,
+  mergeGroupMoments, finalizeGroupMoments, tokenCountsPartial, mergeTokenCounts,
+} from './ops/moments';
+export type { Moments, MomentsOptions, WhitenOptions, WhitenResult, GroupMoments, TokenCounts } from './ops/moments';
+export { ADVANTAGE_PRESETS } from './ops/advantage_presets';
+export type { AdvantagePreset } from './ops/advantage_presets';
+export type { GroupIds, NumberArray } from './ops/advantage_args';
+export { policyLoss, policyLossSync, POLICY_MODES, POLICY_PRESETS, LOSS_TYPES } from './ops/policy_loss';
+export type {
+  PolicyLossInputs, PolicyLossOptions, PolicyLossResult, PolicyLossMetrics, PolicyModeName, Aggregation, LossType,
+} from './ops/policy_loss';
+export { klPenalty, klPenaltySync, AdaptiveKlController, KL_ESTIMATOR_OPTIONS } from './ops/kl_penalty';
+export type { KlPenaltyOptions, KlPenaltyResult, KlEstimatorOption, AdaptiveKlOptions } from './ops/kl_penalty';
+export { rolloutCorrection, rolloutCorrectionSync } from './ops/rollout_correction';
+export type {
+  RolloutCorrectionInputs, RolloutCorrectionOptions, RolloutCorrectionResult, RolloutCorrectionMetrics,
+} from './ops/rollout_correction';

@@ -165,3 +165,31 @@ export function mask01(value: unknown, param: string, length: number): Uint8Arra
   // A Uint8Array is used in place (never written); anything else is converted once.
   return value instanceof Uint8Array ? value : Uint8Array.from(source, Number);
 }
+
+/**
+ * A float array of `length` values in the arithmetic precision of the call: a Float32Array for 'f32' and a
+ * Float64Array for 'f64', used in place when it is one already, else converted once (Float64Array →
+ * Float32Array rounds; a number[] is accepted too). Values are not scanned here: the kernels report a
+ * non-finite value where it matters (a valid token) with its row.
+ */
+export function floatValues(value: unknown, param: string, length: number, precision: 'f32' | 'f64'): FloatArray {
+  const ok = value instanceof Float32Array || value instanceof Float64Array || Array.isArray(value);
+  if (!ok) throw argError(ErrorCode.INVALID_ARG_TYPE, param, 'a Float32Array, Float64Array or number[]', value);
+  const source = value as ArrayLike<number>;
+  if (source.length !== length) throw argError(ErrorCode.SHAPE_MISMATCH, param, `${length} values`, value);
+  if (precision === 'f32') return value instanceof Float32Array ? value : Float32Array.from(source);
+  return value instanceof Float64Array ? value : Float64Array.from(source);
+}
+
+/**
+ * A 0/1 mask of `length` entries for a kernel that checks the values itself in its first pass: a Uint8Array
+ * is used in place unscanned (a JS pass over a 10⁸-token mask would cost more than the kernel); any other
+ * array is converted here, which checks every value.
+ */
+export function kernelMask(value: unknown, param: string, length: number): Uint8Array {
+  if (value instanceof Uint8Array) {
+    if (value.length !== length) throw argError(ErrorCode.SHAPE_MISMATCH, param, `a mask of length ${length}`, value);
+    return value;
+  }
+  return mask01(value, param, length);
+}

@@ -12,6 +12,14 @@
 namespace ae {
 
 void init_token_stats(Napi::Env env, Napi::Object exports);
+void init_policy_loss(Napi::Env env, Napi::Object exports);
+void init_kl_penalty(Napi::Env env, Napi::Object exports);
+void init_rollout_correction(Napi::Env env, Napi::Object exports);
+void init_shm(Napi::Env env, Napi::Object exports);
+void init_phase_entropy(Napi::Env env, Napi::Object exports);
+void init_process_rewards(Napi::Env env, Napi::Object exports);
+void init_advantages(Napi::Env env, Napi::Object exports);
+void init_token_advantages(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -76,6 +84,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, JSSetThreads, "setThreads"));
   exports.Set("readBandwidth", Napi::Function::New(env, JSReadBandwidth, "readBandwidth"));
   init_token_stats(env, exports);
+  init_policy_loss(env, exports);
+  init_kl_penalty(env, exports);
+  init_rollout_correction(env, exports);
+  init_shm(env, exports);
+  init_phase_entropy(env, exports);
+  init_process_rewards(env, exports);
+  init_advantages(env, exports);
+  init_token_advantages(env, exports);
   return exports;
 }
 

@@ -1,0 +1,563 @@
+/**
+ * The CUDA backend from TypeScript: finding and loading the CUDA addon (a second .node, built by cmake-js into
+ * build-cuda/ and loaded by explicit path only), device memory (`toDevice` → {@link DeviceTensor},
+ * `fromDevice`, `dispose()` with a FinalizationRegistry as the safety net), and the token statistics ops
+ * (SPEC §1.1, §1.2, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
+ * cuda/token_stats.cu; glue: cuda/addon/.
+ *
+ * Where data lives: logits (and the backward's gradient) may be a DeviceTensor or a host tensor. Host logits
+ * are streamed to the device in row chunks through pinned buffers, copies overlapping kernels. Per-row
+ * arrays (tokens, masks, upstream gradients, the statistics) are host arrays: N values next to N·V logits.
+ * A pipeline forward → backward therefore keeps the logits and the gradient on the device.
+ *
+ * The same code drives the emulation addon (the kernels compiled for the CPU emulation of the CUDA execution
+ * model, cuda/emu/), opened with {@link openCudaAddon}; that is how it is tested on machines without a GPU.
+ *
+ * Decisions: the CUDA backend computes precision 'f32' only and reads f32 / bf16 / f16 logits (f64 and
+ * precision 'f64' stay on the cpu backend); results are deterministic for a given shape and device, and
+ * within the SPEC §1.1 bound of the float64 reference, but not bitwise equal to the cpu backend's.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { EngineError, ErrorCode, argError } from './errors';
+import * as is from './is';
+import { DTYPE_BYTES, DTYPE_CODE, logitRows, type DType, type Tensor, type TensorData } from './tensor';
+import { asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, syncForm, temperatureOf, type NonFinite } from './ops/run';
+import { STAT_NAMES, type StatName, type TokenIds, type TokenStatsResult } from './ops/token_stats';
+
+type F32 = Float32Array | null;
+
+/** What the CUDA addon reports about its build and the device. */
+export interface CudaInfo {
+  /** 'cuda': compiled by nvcc for the GPU; 'emulation': the same kernels compiled for the CPU emulation. */
+  build: 'cuda' | 'emulation';
+  deviceCount: number;
+  name?: string;
+  multiprocessors?: number;
+  computeCapability?: string;
+  totalMemory?: number;
+  driverVersion: number;
+  runtimeVersion: number;
+  /** Why no device can be used (the driver's error), when deviceCount is 0. */
+  error?: string;
+  errorName?: string;
+  liveBuffers: number;
+}
+
+/** The CUDA addon's functions (cuda/addon/*.cc); positional arguments mirror the cuda::*Job structs. */
+export interface CudaAddon {
+  info(): CudaInfo;
+  alloc(bytes: number): number;
+  free(handle: number): boolean;
+  copy(handle: number, data: ArrayBufferView, byteOffset: number, toDevice: boolean): void;
+  setStagingChunkBytes(bytes: number): void;
+  lastDeviceMs(): number;
+  deviceBandwidth(bytes: number, repeats: number): { medianGbPerSec: number; bestGbPerSec: number; bytes: number; repeats: number };
+  tokenStats<A extends boolean>(
+    logits: number | TensorData, dtype: number, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
+    rowMask: Uint8Array | null, entropy: F32, logprob: F32, logsumexp: F32, sumPiSquared: F32, maxProb: F32, splits: number,
+    async: A,
+  ): A extends true ? Promise<number> : number;
+  tokenStatsBackward<A extends boolean>(
+    logits: number | TensorData, dtype: number, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
+    gradLogprob: F32, gradEntropy: F32, logsumexp: F32, entropy: F32, rowMask: Uint8Array | null, out: number | TensorData,
+    outDtype: number, splits: number, async: A,
+  ): A extends true ? Promise<number> : number;
+  fullKl<A extends boolean>(
+    logits: number | TensorData, refLogits: number | TensorData, dtype: number, rows: number, vocab: number,
+    temperature: number, rowMask: Uint8Array | null, out: Float32Array, splits: number, async: A,
+  ): A extends true ? Promise<number> : number;
+}
+
+const CUDA_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16'];
+
+/** Native errors carry the addon's codes: ERR_AE_CUDA (a CUDA call failed) becomes ERR_AE_NATIVE. */
+function rethrow(error: unknown): never {
+  const e = error as Error & { code?: string; cudaError?: string };
+  if (e?.code === 'ERR_AE_CUDA') {
+    const wrapped = new EngineError(ErrorCode.NATIVE, `CUDA: ${e.message}`);
+    Object.defineProperty(wrapped, 'cudaError', { value: e.cudaError, enumerable: true });
+    throw wrapped;
+  }
+  if (e?.code === 'ERR_AE_DISPOSED') throw new EngineError(ErrorCode.INVALID_ARG_VALUE, e.message);
+  throw error;
+}
+
+// A DeviceTensor that is garbage-collected without dispose() frees its device buffer here. The held value is the
+// handle and its addon, never the tensor itself.
+const finalizer = new FinalizationRegistry<{ addon: CudaAddon; handle: number }>(({ addon, handle }) => {
+  addon.free(handle);
+});
+
+/**
+ * A tensor in device memory: shape and dtype like a {@link Tensor}, data on the GPU. Free it with
+ * `dispose()` (idempotent); one that is garbage-collected undisposed is freed by a finalizer, later.
+ */
+export class DeviceTensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly length: number;
+  readonly byteLength: number;
+  readonly device: CudaDevice;
+  #handle: number;
+
+  /** @internal Use {@link CudaDevice.toDevice} or {@link CudaDevice.empty}. */
+  constructor(device: CudaDevice, handle: number, shape: readonly number[], dtype: DType) {
+    this.device = device;
+    this.#handle = handle;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.length = shape.reduce((a, b) => a * b, 1);
+    this.byteLength = this.length * DTYPE_BYTES[dtype];
+    finalizer.register(this, { addon: device.addon, handle }, this);
+  }
+
+  get disposed(): boolean {
+    return this.#handle === 0;
+  }
+
+  /** Frees the device memory now. Ops still running on this tensor keep it alive until they finish. */
+  dispose(): void {
+    if (this.#handle === 0) return;
+    finalizer.unregister(this);
+    this.device.addon.free(this.#handle);
+    this.#handle = 0;
+  }
+
+  /** @internal The addon's handle; throws for a disposed tensor. */
+  handle(param: string): number {
+    if (this.#handle === 0) throw argError(ErrorCode.INVALID_ARG_VALUE, param, 'a DeviceTensor that is not disposed', 'a disposed DeviceTensor');
+    return this.#handle;
+  }
+}
+
+export interface CudaTokenStatsOptions {
+  tokens?: TokenIds;
+  temperature?: number;
+  outputs?: readonly StatName[];
+  rowMask?: Uint8Array;
+  nonFinite?: NonFinite;
+  out?: TokenStatsResult;
+  /** Only 'f32' (the default) on the CUDA backend. */
+  precision?: 'f32';
+  /**
+   * Chunks each row is split into across thread blocks (merged with the SPEC §1.3 state). Default: chosen
+   * from the shape and the device (≥ V/32768, more when there are too few rows to fill the device).
+   */
+  blockSplit?: number;
+}
+
+export interface CudaBackwardOptions {
+  tokens?: TokenIds;
+  temperature?: number;
+  gradLogprob?: Float32Array;
+  gradEntropy?: Float32Array;
+  logsumexp?: Float32Array;
+  entropy?: Float32Array;
+  rowMask?: Uint8Array;
+  /** Where the gradient goes: a DeviceTensor or a host array (f32, or the logits' dtype). Default: a new
+   * f32 DeviceTensor for device logits, a new Float32Array for host logits. */
+  out?: DeviceTensor | TensorData;
+  /** Write the gradient over the logits (in their dtype), on the device or on the host. */
+  inPlace?: boolean;
+  precision?: 'f32';
+  blockSplit?: number;
+}
+
+export interface CudaFullKlOptions {
+  temperature?: number;
+  rowMask?: Uint8Array;
+  nonFinite?: NonFinite;
+  precision?: 'f32';
+  blockSplit?: number;
+}
+
+type Logits = { source: number | TensorData; dtype: DType; rows: number; vocab: number; shape: readonly number[] };
+
+const FORWARD_KEYS = ['tokens', 'temperature', 'outputs', 'rowMask', 'nonFinite', 'out', 'precision', 'blockSplit'] as const;
+const BACKWARD_KEYS = [
+  'tokens', 'temperature', 'gradLogprob', 'gradEntropy', 'logsumexp', 'entropy', 'rowMask', 'out', 'inPlace', 'precision',
+  'blockSplit',
+] as const;
+const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'precision', 'blockSplit'] as const;
+
+function splitOf(value: unknown): number {
+  if (value === undefined) return 0;
+  const n = is.numberInRange(value, 'opts.blockSplit', 1, 65536);
+  if (!Number.isInteger(n)) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.blockSplit', 'an integer in [1, 65536]', value);
+  return n;
+}
+
+function f32Only(value: unknown): void {
+  if (precisionOf(value) !== 'f32') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", value);
+  }
+}
+
+/** One CUDA addon (the GPU build or the emulation) and the device behind it. */
+export class CudaDevice {
+  /** @internal */ readonly addon: CudaAddon;
+  readonly path: string;
+
+  constructor(addon: CudaAddon, file: string) {
+    this.addon = addon;
+    this.path = file;
+  }
+
+  info(): CudaInfo {
+    return this.addon.info();
+  }
+
+  /** Device time (ms) of the kernels of the last op (CUDA events around them on the compute stream). */
+  lastDeviceMs(): number {
+    return this.addon.lastDeviceMs();
+  }
+
+  /**
+   * The device's memory bandwidth, measured by device-to-device copies of `bytes` (GB/s of bytes read plus
+   * bytes written, median and best of `repeats`): the yardstick for the kernels' figures.
+   */
+  measureBandwidth(bytes = 1 << 30, repeats = 20): { medianGbPerSec: number; bestGbPerSec: number; bytes: number; repeats: number } {
+    try {
+      return this.addon.deviceBandwidth(bytes, repeats);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  /**
+   * Bytes of host logits staged per chunk (default 32 MiB): chunk c is copied while chunk c − 1 computes.
+   * Larger chunks amortise per-chunk costs; smaller ones start the kernels sooner.
+   */
+  setStagingChunkBytes(bytes: number): void {
+    this.addon.setStagingChunkBytes(Math.floor(is.numberInRange(bytes, 'bytes', 1, Number.MAX_SAFE_INTEGER)));
+  }
+
+  /** An uninitialised device tensor of `shape` and `dtype` (f32, bf16 or f16). */
+  empty(shape: readonly number[], dtype: DType): DeviceTensor {
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw argError(ErrorCode.INVALID_ARG_TYPE, 'shape', 'an array of non-negative integers', shape);
+    }
+    if (!CUDA_DTYPES.includes(dtype)) throw argError(ErrorCode.DTYPE, 'dtype', `one of ${CUDA_DTYPES.join(' | ')}`, dtype);
+    const bytes = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+    try {
+      return new DeviceTensor(this, this.addon.alloc(bytes), shape, dtype);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  /** Copies a host tensor (f32, bf16 or f16) to a new device tensor of the same shape and dtype. */
+  toDevice(t: Tensor): DeviceTensor {
+    const { tensor } = hostTensor(t, 'tensor');
+    const d = this.empty(tensor.shape, tensor.dtype);
+    try {
+      this.addon.copy(d.handle('tensor'), tensor.data, 0, true);
+    } catch (error) {
+      d.dispose();
+      rethrow(error);
+    }
+    return d;
+  }
+
+  /** Copies a device tensor back to the host (into `out` when given: an array of its dtype's kind and length). */
+  fromDevice(d: DeviceTensor, out?: TensorData): Tensor {
+    this.own(d, 'deviceTensor');
+    const data = out ?? (d.dtype === 'f32' ? new Float32Array(d.length) : new Uint16Array(d.length));
+    const kind = d.dtype === 'f32' ? Float32Array : Uint16Array;
+    if (!(data instanceof kind) || data.length !== d.length) {
+      throw argError(ErrorCode.INVALID_ARG_TYPE, 'out', `a ${kind.name} of ${d.length} elements`, out);
+    }
+    try {
+      this.addon.copy(d.handle('deviceTensor'), data, 0, false);
+    } catch (error) {
+      rethrow(error);
+    }
+    return { data, shape: d.shape, dtype: d.dtype };
+  }
+
+  private own(d: unknown, param: string): DeviceTensor {
+    if (!(d instanceof DeviceTensor)) throw argError(ErrorCode.INVALID_ARG_TYPE, param, 'a DeviceTensor', d);
+    if (d.device !== this) throw argError(ErrorCode.INVALID_ARG_VALUE, param, 'a DeviceTensor of this device', d);
+    d.handle(param);
+    return d;
+  }
+
+  private logits(value: unknown, param: string): Logits {
+    if (value instanceof DeviceTensor) {
+      this.own(value, param);
+      const shape = value.shape;
+      if (shape.length < 2 || shape.length > 3 || shape[shape.length - 1] === 0) {
+        throw argError(ErrorCode.SHAPE_MISMATCH, `${param}.shape`, '[N, V] or [B, T, V] with V ≥ 1', `[${shape.join(', ')}]`);
+      }
+      const vocab = shape[shape.length - 1];
+      return { source: value.handle(param), dtype: value.dtype, rows: value.length / vocab, vocab, shape };
+    }
+    const { tensor, rows, vocab } = hostTensor(value, param);
+    return { source: tensor.data, dtype: tensor.dtype, rows, vocab, shape: tensor.shape };
+  }
+
+  /** @internal */
+  tokenStatsImpl(async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions): TokenStatsResult | Promise<TokenStatsResult> {
+    const opts = is.options(options, 'opts', FORWARD_KEYS);
+    const z = this.logits(logits, 'logits');
+    f32Only(opts.precision);
+    const temperature = temperatureOf(opts.temperature);
+    const rowMask = rowMaskOf(opts.rowMask, z.rows);
+    const tokens = opts.tokens === undefined ? null : is.tokenIds(opts.tokens, 'opts.tokens', z.rows, z.vocab, rowMask ?? undefined);
+    const nonFinite = nonFiniteOf(opts.nonFinite);
+    let wanted: readonly StatName[] = tokens ? STAT_NAMES : STAT_NAMES.filter((n) => n !== 'logprob');
+    if (opts.outputs !== undefined) {
+      if (!Array.isArray(opts.outputs) || opts.outputs.length === 0) {
+        throw argError(ErrorCode.INVALID_ARG_TYPE, 'opts.outputs', `a non-empty array of ${STAT_NAMES.join(', ')}`, opts.outputs);
+      }
+      wanted = opts.outputs.map((name, k) => is.oneOf(name, `opts.outputs[${k}]`, STAT_NAMES));
+      if (wanted.includes('logprob') && !tokens) {
+        throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.outputs', "'logprob' only together with opts.tokens", 'logprob');
+      }
+    }
+    const given = opts.out === undefined ? {} : is.options(opts.out, 'opts.out', STAT_NAMES);
+    const out: TokenStatsResult = {};
+    for (const name of wanted) out[name] = given[name] === undefined ? new Float32Array(z.rows) : is.float32Of(given[name], `opts.out.${name}`, z.rows);
+    const splits = splitOf(opts.blockSplit);
+    const finish = (bad: number) => {
+      if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'tokenStats');
+      return out;
+    };
+    return this.call(async, finish, (a) => this.addon.tokenStats(
+      z.source, DTYPE_CODE[z.dtype], z.rows, z.vocab, tokens, temperature, rowMask,
+      out.entropy ?? null, out.logprob ?? null, out.logsumexp ?? null, out.sumPiSquared ?? null, out.maxProb ?? null, splits, a,
+    ));
+  }
+
+  /** @internal */
+  tokenStatsBackwardImpl(
+    async: boolean, logits: Tensor | DeviceTensor, options: CudaBackwardOptions,
+  ): DeviceTensor | TensorData | Promise<DeviceTensor | TensorData> {
+    const opts = is.options(options, 'opts', BACKWARD_KEYS);
+    const z = this.logits(logits, 'logits');
+    f32Only(opts.precision);
+    const temperature = temperatureOf(opts.temperature);
+    const rowMask = rowMaskOf(opts.rowMask, z.rows);
+    const row = (name: 'gradLogprob' | 'gradEntropy' | 'logsumexp' | 'entropy') =>
+      opts[name] === undefined ? null : is.float32Of(opts[name], `opts.${name}`, z.rows);
+    const gradLogprob = row('gradLogprob');
+    const gradEntropy = row('gradEntropy');
+    if (!gradLogprob && !gradEntropy) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts', 'at least one of gradLogprob, gradEntropy', options);
+    if (gradLogprob && opts.tokens === undefined) {
+      throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.tokens', 'token ids (gradLogprob needs them)', undefined);
+    }
+    const tokens = opts.tokens === undefined ? null : is.tokenIds(opts.tokens, 'opts.tokens', z.rows, z.vocab, rowMask ?? undefined);
+    const logsumexp = row('logsumexp');
+    const entropy = row('entropy');
+    if (entropy && !logsumexp) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.entropy', 'only together with opts.logsumexp', 'given');
+    const inPlace = opts.inPlace ?? false;
+    if (typeof inPlace !== 'boolean') throw argError(ErrorCode.INVALID_ARG_TYPE, 'opts.inPlace', 'a boolean', inPlace);
+    let result: DeviceTensor | TensorData;
+    let target: number | TensorData;
+    let outDtype: DType;
+    const elements = z.rows * z.vocab;
+    if (inPlace) {
+      if (opts.out !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.out', 'no out buffer with inPlace', opts.out);
+      result = logits instanceof DeviceTensor ? logits : (logits as Tensor).data;
+      target = z.source;
+      outDtype = z.dtype;
+    } else if (opts.out instanceof DeviceTensor) {
+      const d = this.own(opts.out, 'opts.out');
+      if (d.length !== elements) throw argError(ErrorCode.SHAPE_MISMATCH, 'opts.out', `${elements} elements (N·V)`, `${d.length}`);
+      if (d.dtype !== 'f32' && d.dtype !== z.dtype) throw argError(ErrorCode.DTYPE, 'opts.out.dtype', `'f32' or '${z.dtype}'`, d.dtype);
+      result = d;
+      target = d.handle('opts.out');
+      outDtype = d.dtype;
+    } else if (opts.out !== undefined) {
+      const given = opts.out;
+      const own = z.dtype === 'f32' ? Float32Array : Uint16Array;
+      if (!(given instanceof Float32Array) && !(given instanceof own)) {
+        throw argError(ErrorCode.INVALID_ARG_TYPE, 'opts.out', `a DeviceTensor, Float32Array or ${own.name} of ${elements} elements`, given);
+      }
+      if (given.length !== elements) throw argError(ErrorCode.SHAPE_MISMATCH, 'opts.out', `${elements} elements (N·V)`, given);
+      result = given;
+      target = given;
+      outDtype = given instanceof Float32Array ? 'f32' : z.dtype;
+    } else if (logits instanceof DeviceTensor) {
+      const d = this.empty(z.shape, 'f32');
+      result = d;
+      target = d.handle('out');
+      outDtype = 'f32';
+    } else {
+      const host = new Float32Array(elements);
+      result = host;
+      target = host;
+      outDtype = 'f32';
+    }
+    const splits = splitOf(opts.blockSplit);
+    const finish = (bad: number) => {
+      if (bad >= 0) throw nonFiniteError(bad, 'tokenStatsBackward');
+      return result;
+    };
+    return this.call(async, finish, (a) => this.addon.tokenStatsBackward(
+      z.source, DTYPE_CODE[z.dtype], z.rows, z.vocab, tokens, temperature, gradLogprob, gradEntropy, logsumexp, entropy,
+      rowMask, target, DTYPE_CODE[outDtype], splits, a,
+    ));
+  }
+
+  /** @internal */
+  fullKlImpl(async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions): Float32Array | Promise<Float32Array> {
+    const opts = is.options(options, 'opts', KL_KEYS);
+    const p = this.logits(logits, 'logits');
+    const q = this.logits(refLogits, 'refLogits');
+    if (q.dtype !== p.dtype) throw argError(ErrorCode.DTYPE, 'refLogits.dtype', `'${p.dtype}' (the dtype of logits)`, q.dtype);
+    if (q.rows !== p.rows || q.vocab !== p.vocab) {
+      throw argError(ErrorCode.SHAPE_MISMATCH, 'refLogits.shape', `[${p.shape.join(', ')}]`, `[${q.shape.join(', ')}]`);
+    }
+    f32Only(opts.precision);
+    const temperature = temperatureOf(opts.temperature);
+    const rowMask = rowMaskOf(opts.rowMask, p.rows);
+    const nonFinite = nonFiniteOf(opts.nonFinite);
+    const out = new Float32Array(p.rows);
+    const splits = splitOf(opts.blockSplit);
+    const finish = (bad: number) => {
+      if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'fullKl');
+      return out;
+    };
+    return this.call(async, finish, (a) => this.addon.fullKl(
+      p.source, q.source, DTYPE_CODE[p.dtype], p.rows, p.vocab, temperature, rowMask, out, splits, a,
+    ));
+  }
+
+  private call<T>(async: boolean, finish: (bad: number) => T, job: (async: boolean) => number | Promise<number>): T | Promise<T> {
+    if (!async) {
+      let bad: number;
+      try {
+        bad = job(false) as number;
+      } catch (error) {
+        rethrow(error);
+      }
+      return finish(bad);
+    }
+    let pending: Promise<number>;
+    try {
+      pending = job(true) as Promise<number>;
+    } catch (error) {
+      rethrow(error);
+    }
+    return pending.then(finish, rethrow);
+  }
+
+  /**
+   * Token statistics (SPEC §1.1) of device or host logits [N, V] / [B, T, V] in f32, bf16 or f16: entropy,
+   * logprob (with tokens), logsumexp, sumPiSquared, maxProb, as Float32Array(N) each. Same options as
+   * `tokenStats` (precision 'f32' only), plus `blockSplit`.
+   */
+  tokenStats = asyncForm((async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions) =>
+    this.tokenStatsImpl(async, logits, options));
+  tokenStatsSync = syncForm((async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions) =>
+    this.tokenStatsImpl(async, logits, options));
+
+  /**
+   * The gradient with respect to the logits (SPEC §1.2), written in one pass: into a new f32 DeviceTensor for
+   * device logits (a new Float32Array for host logits), into `out`, or over the logits with `inPlace`.
+   */
+  tokenStatsBackward = asyncForm((async: boolean, logits: Tensor | DeviceTensor, options: CudaBackwardOptions) =>
+    this.tokenStatsBackwardImpl(async, logits, options));
+  tokenStatsBackwardSync = syncForm((async: boolean, logits: Tensor | DeviceTensor, options: CudaBackwardOptions) =>
+    this.tokenStatsBackwardImpl(async, logits, options));
+
+  /** Full-vocabulary KL(p‖q) per row (SPEC §1.4), one pass over both inputs; Float32Array(N). */
+  fullKl = asyncForm((async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions) =>
+    this.fullKlImpl(async, logits, refLogits, options));
+  fullKlSync = syncForm((async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions) =>
+    this.fullKlImpl(async, logits, refLogits, options));
+}
+
+function hostTensor(value: unknown, param: string): { tensor: Tensor; rows: number; vocab: number } {
+  const { tensor, rows, vocab } = logitRows(value, param);
+  if (!CUDA_DTYPES.includes(tensor.dtype)) {
+    throw argError(ErrorCode.DTYPE, `${param}.dtype`, `one of ${CUDA_DTYPES.join(' | ')} on the cuda backend (f64 runs on cpu)`, tensor.dtype);
+  }
+  return { tensor, rows, vocab };
+}
+
+const REQUIRED = ['info', 'alloc', 'free', 'copy', 'setStagingChunkBytes', 'lastDeviceMs', 'deviceBandwidth', 'tokenStats', 'tokenStatsBackward', 'fullKl'] as const;
+
+/**
+ * Opens the CUDA addon at an explicit path (the GPU build, or the emulation build in tests). Throws
+ * ERR_AE_BACKEND_UNAVAILABLE when it cannot be loaded or lacks this build's functions.
+ */
+export function openCudaAddon(file: string): CudaDevice {
+  let addon: CudaAddon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(path.resolve(file)) as CudaAddon;
+  } catch (error) {
+    throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `the CUDA addon ${file} did not load: ${(error as Error).message}`);
+  }
+  for (const name of REQUIRED) {
+    if (typeof addon[name] !== 'function') {
+      throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `the CUDA addon ${file} lacks ${name}(): rebuild it (npm run build:cuda)`);
+    }
+  }
+  return new CudaDevice(addon, file);
+}
+
+/** Where the GPU build of the CUDA addon lives: env ADVANTAGE_ENGINE_CUDA_ADDON, else build-cuda/Release/. */
+export function cudaAddonPath(): string {
+  const env = process.env.ADVANTAGE_ENGINE_CUDA_ADDON;
+  if (env) return path.resolve(env);
+  let dir = __dirname;
+  while (!(fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.gyp')))) {
+    if (path.dirname(dir) === dir) {
+      dir = path.resolve(__dirname, '..', '..');
+      break;
+    }
+    dir = path.dirname(dir);
+  }
+  return path.join(dir, 'build-cuda', 'Release', 'advantage_engine_cuda.node');
+}
+
+/** Whether the CUDA backend can run here, and if not, why (for backendInfo()). */
+export interface CudaStatus {
+  available: boolean;
+  path: string;
+  /** ERR_AE_NO_BINARY (not built), ERR_DLOPEN_FAILED, ERR_CUDA_UNAVAILABLE (no device / driver error). */
+  code?: string;
+  message?: string;
+  info?: CudaInfo;
+}
+
+let status: CudaStatus | undefined;
+let defaultDevice: CudaDevice | undefined;
+
+/** Probes once: the addon is loaded only when its file exists, and used only when it finds a device. */
+export function cudaStatus(): CudaStatus {
+  if (status) return status;
+  const file = cudaAddonPath();
+  if (!fs.existsSync(file)) {
+    status = { available: false, path: file, code: 'ERR_AE_NO_BINARY', message: `CUDA addon not built (${file}; npm run build:cuda needs nvcc)` };
+    return status;
+  }
+  try {
+    const device = openCudaAddon(file);
+    const info = device.info();
+    if (info.deviceCount > 0) {
+      defaultDevice = device;
+      status = { available: true, path: file, info };
+    } else {
+      status = { available: false, path: file, code: 'ERR_CUDA_UNAVAILABLE', message: `${info.errorName ?? 'no device'}: ${info.error ?? 'no CUDA device found'}`, info };
+    }
+  } catch (error) {
+    status = { available: false, path: file, code: 'ERR_DLOPEN_FAILED', message: (error as Error).message };
+  }
+  return status;
+}
+
+/** The CUDA device of this process, or ERR_AE_BACKEND_UNAVAILABLE saying why there is none. */
+export function cudaDevice(): CudaDevice {
+  const s = cudaStatus();
+  if (!s.available || !defaultDevice) {
+    throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `The cuda backend is not available: ${s.code}: ${s.message}`, {
+      param: 'backend', expected: 'a CUDA device and the CUDA addon', received: s.code,
+    });
+  }
+  return defaultDevice;
+}

@@ -1,0 +1,692 @@
+/**
+ * Policy losses with their gradients (SPEC §2, §2.1, §7): one call takes the log-probs of a batch [B, T] and
+ * returns the aggregated loss, the per-token loss, ∂loss/∂logprob (and ∂loss/∂entropy) — exactly what
+ * autograd returns for the expression as written — and the metrics trainers log. δ = lp − old (clamped to
+ * ±ratioClamp before exp), r = exp(δ); per valid token
+ *   L = w·e·ℓ_mode(r, A) + klCoef·k(lp, ref) − entropyCoef·H,   loss = Σ_b c_b Σ_t m·L
+ * with w the importance weights, e an external token mask and c_b the aggregation weight (§2.1).
+ *
+ * The modes are a registry (MODES); the trainer presets are data rows (POLICY_PRESETS) citing the code they
+ * reproduce. The covariance modes choose their tokens here (a batch-wide selection, the same on every backend)
+ * and hand the kernels a selection mask; everything per token runs in lib/js/policy_loss.ts or
+ * native/policy_loss.cc.
+ */
+import { nativeAddon, resolveBackend } from '../backend';
+import { EngineError, ErrorCode, argError } from '../errors';
+import * as is from '../is';
+import { Sfc32 } from '../prng';
+import {
+  AGGREGATIONS,
+  MODES,
+  SUM,
+  SUMMARY,
+  packParams,
+  policyLoss as jsPolicyLoss,
+  type Aggregation,
+  type PolicyKernelIo,
+  type PolicyKernelParams,
+  type PolicyModeName,
+} from '../js/policy_loss';
+import { estimatorOf, klClampOf, type KlEstimatorOption } from './kl_penalty';
+import {
+  rolloutCorrection,
+  rolloutCorrectionSync,
+  type RolloutCorrectionMetrics,
+  type RolloutCorrectionOptions,
+  type RolloutCorrectionResult,
+} from './rollout_correction';
+import { asyncForm, precisionOf, presetOf, run, syncForm, type Precision, type Preset } from './run';
+
+export type { Aggregation, PolicyModeName } from '../js/policy_loss';
+
+interface ModeInfo {
+  summary: string;
+  paper: string;
+  /** Clip bounds of the mode when the caller gives none (GSPO's are per sequence, hence tiny). */
+  clipDefaults?: { clipLow: number; clipHigh: number };
+  /** The aggregation the mode imposes on its policy term (the extras keep the caller's). */
+  forcedAggregation?: Aggregation;
+}
+
+/** The policy-loss modes of SPEC §2. */
+export const POLICY_MODES: Readonly<Record<PolicyModeName, ModeInfo>> = Object.freeze({
+  ppo: { summary: 'clipped surrogate: asymmetric clip (clip-higher), optional dual clip', paper: 'arXiv:1707.06347, 1912.09729, 2503.14476' },
+  gppo: { summary: 'ppo forward; a clipped token keeps the gradient −A·(1±ε) (gradient-preserving clip)', paper: 'arXiv:2508.07629 (Klear)' },
+  gspo: {
+    summary: 'sequence ratio exp(mean δ), token form sg(log s) + lp − sg(lp), clipped per sequence',
+    paper: 'arXiv:2507.18071',
+    clipDefaults: { clipLow: 3e-4, clipHigh: 4e-4 },
+    forcedAggregation: 'seq-mean-token-mean',
+  },
+  sapo: { summary: 'soft gate −A·(4/τ)·σ(τ(r − 1)), τ by the sign of A', paper: 'arXiv:2511.20347' },
+  cispo: { summary: '−sg(clip(r))·A·lp: clipped importance weight, gradient through lp only', paper: 'arXiv:2506.13585 (MiniMax-M1)' },
+  gmpo: { summary: 'geometric mean of sign-aware log-clipped token ratios per sequence', paper: 'arXiv:2507.20673' },
+  reinforce: { summary: '−A·lp, no ratio (GPG)', paper: 'arXiv:2504.02546' },
+  clipCov: { summary: 'ppo with the loss of random high-covariance unclipped tokens zeroed', paper: 'arXiv:2505.22617' },
+  klCov: { summary: '−A·r plus coef·|δ| on the top-covariance tokens', paper: 'arXiv:2505.22617' },
+});
+
+/** How a trainer computes what differs from the engine's defaults (SPEC §7), one row per preset. */
+interface PolicyPreset {
+  source: string;
+  /** |δ| clamp before exp by mode (null: none); `ratioClamp` given by the caller overrides it. */
+  ratioClamp: (mode: PolicyModeName) => number | null;
+  /** gspo: bounds of the sequence log-ratio (it passes no gradient outside). */
+  gspoSeqClamp: [number, number];
+  /** ppo's dual clip when the caller gives none. */
+  dualClip: number | null;
+  /** Added to |y_b| in per-sequence divisors, and to the denominators of the metrics' masked means. */
+  countEps: number;
+  metricEps: number;
+  forcedAggregation: Partial<Record<PolicyModeName, Aggregation>>;
+  /** gmpo's mean runs over all B rows (empty ones count as 0). */
+  gmpoAllRows: boolean;
+  /** gmpo: ε inside log(w + ε) of the importance weights' geometric mean. */
+  gmpoWeightEps: number;
+  /** cispo caps r from above only, at clipHigh as an absolute bound. */
+  cispoUpperOnly: boolean;
+  klCovCoef: number;
+  /** Which metric definitions fill clipFraction / dualClipFraction / approxKl (see metricsOf). */
+  metrics: 'engine' | 'verl';
+}
+
+const ENGINE: PolicyPreset = {
+  source: 'SPEC §2',
+  ratioClamp: () => 20,
+  gspoSeqClamp: [-Infinity, Infinity],
+  dualClip: null,
+  countEps: 0,
+  metricEps: 0,
+  forcedAggregation: { gspo: 'seq-mean-token-mean' },
+  gmpoAllRows: false,
+  gmpoWeightEps: 0,
+  cispoUpperOnly: false,
+  klCovCoef: 1,
+  metrics: 'engine',
+};
+
+export const POLICY_PRESETS: Readonly<Record<Preset, PolicyPreset>> = Object.freeze({
+  // verl b178a3c verl/trainer/ppo/core_algos.py: compute_policy_loss_{vanilla,gspo,sapo,cispo,gpg,geo_mean,
+  // clip_cov,kl_cov}, agg_loss; verl/utils/torch_functional.py masked_mean (+1e-8).
+  verl: {
+    source: 'verl b178a3c core_algos.py',
+    ratioClamp: (mode) => (mode === 'gspo' || mode === 'gmpo' || mode === 'clipCov' || mode === 'klCov' ? null : 20),
+    gspoSeqClamp: [-Infinity, 10],
+    dualClip: 3,
+    countEps: 1e-8,
+    metricEps: 1e-8,
+    forcedAggregation: { gspo: 'seq-mean-token-mean', sapo: 'seq-mean-token-mean' },
+    gmpoAllRows: true,
+    gmpoWeightEps: 1e-10,
+    cispoUpperOnly: false,
+    klCovCoef: 0.1,
+    metrics: 'verl',
+  },
+  // TRL f2cd577 trl/trainer/grpo_trainer.py GRPOTrainer._compute_loss: no ratio clamp, CISPO capped from above
+  // at epsilon_high, aggregation by loss_type (see LOSS_TYPES), counts clamped to 1.
+  trl: {
+    source: 'TRL f2cd577 grpo_trainer.py _compute_loss',
+    ratioClamp: () => null,
+    gspoSeqClamp: [-Infinity, Infinity],
+    dualClip: null,
+    countEps: 0,
+    metricEps: 0,
+    forcedAggregation: {},
+    gmpoAllRows: false,
+    gmpoWeightEps: 0,
+    cispoUpperOnly: true,
+    klCovCoef: 1,
+    metrics: 'engine',
+  },
+  // OpenRLHF 3c3be62 openrlhf/models/loss.py PolicyLoss, aggregate_loss (+1e-8 per sequence).
+  openrlhf: {
+    source: 'OpenRLHF 3c3be62 models/loss.py PolicyLoss',
+    ratioClamp: (mode) => (mode === 'gspo' ? null : 20),
+    gspoSeqClamp: [-Infinity, Infinity],
+    dualClip: null,
+    countEps: 1e-8,
+    metricEps: 0,
+    forcedAggregation: { gspo: 'seq-mean-token-mean' },
+    gmpoAllRows: false,
+    gmpoWeightEps: 0,
+    cispoUpperOnly: false,
+    klCovCoef: 1,
+    metrics: 'engine',
+  },
+});
+
+/**
+ * TRL's loss_type names as aggregations (GRPOTrainer._compute_loss): grpo = per-sequence token mean averaged
+ * over all B rows; bnpo = token mean of the batch; dr_grpo = Σ/(B·maxCompletionLength); dapo = token mean over
+ * the whole step's tokens (pass `globalTokens` = TRL's num_items_in_batch / num_processes when data-parallel).
+ */
+export const LOSS_TYPES = Object.freeze({
+  grpo: { aggregation: 'seq-mean-token-mean', allRows: true },
+  bnpo: { aggregation: 'token-mean', allRows: false },
+  dr_grpo: { aggregation: 'seq-mean-token-sum-norm', allRows: false },
+  dapo: { aggregation: 'token-mean', allRows: false },
+} as const);
+export type LossType = keyof typeof LOSS_TYPES;
+
+type Values = Float32Array | Float64Array;
+type MaskInput = Uint8Array | Float32Array | number[];
+
+export interface PolicyLossInputs {
+  /** [B·T] log-probs of the sampled tokens under the current policy (the differentiable input). */
+  logprob: Values;
+  /** [B·T] under the policy that produced the data. */
+  oldLogprob: Values;
+  /** [B] (broadcast over tokens) or [B·T]. */
+  advantages: Values;
+  /** [B·T] 0/1 response mask (Uint8Array used in place; Float32Array converted). */
+  mask: MaskInput;
+  shape: [number, number];
+  /** [B·T] as reported by the inference engine: triggers rollout correction (opts.rolloutCorrection). */
+  rolloutLogprob?: Values;
+  /** [B·T] under the reference policy: needed for klCoef > 0 (and gives metrics.klMean). */
+  refLogprob?: Values;
+  /** [B·T] per-token entropy: needed for entropyCoef ≠ 0; gives gradEntropy and metrics.entropyMean. */
+  entropy?: Values;
+}
+
+export interface PolicyLossOptions {
+  mode?: PolicyModeName;
+  /** r is clipped to [1 − clipLow, 1 + clipHigh]; defaults 0.2 / 0.2 (gspo 3e-4 / 4e-4). */
+  clipLow?: number;
+  clipHigh?: number;
+  /** ppo / gppo with A < 0: cap the loss at −A·dualClip (> 1); default off (verl preset: 3). */
+  dualClip?: number | null;
+  /** |δ| clamp before exp, default 20 (presets differ by mode); null disables. */
+  ratioClamp?: number | null;
+  aggregation?: Aggregation;
+  /** TRL's loss_type names, mapped to an aggregation (LOSS_TYPES); exclusive with `aggregation`. */
+  lossType?: LossType;
+  /** dr_grpo's normaliser is B·maxCompletionLength (default T). */
+  maxCompletionLength?: number;
+  /** Data parallel: the whole step's valid tokens (token-mean divisor). */
+  globalTokens?: number;
+  /** Data parallel: the whole step's non-empty sequences (sequence-mean divisor). */
+  globalSequences?: number;
+  /** seq-mean-token-sum-norm divisor, default T (Dr.GRPO). */
+  normConstant?: number;
+  klCoef?: number;
+  klEstimator?: KlEstimatorOption;
+  /** KL estimator guards (default true; TRL preset false). */
+  klClamp?: boolean;
+  entropyCoef?: number;
+  /** [B] or [B·T] importance weights multiplying the policy term (e.g. from rolloutCorrection). */
+  isWeights?: Values;
+  /** [B·T] 0/1 mask multiplying the policy term only (e.g. entropyMask's high-entropy tokens). */
+  tokenMask?: MaskInput;
+  tauPos?: number;
+  tauNeg?: number;
+  clipCov?: { ratio?: number; lb?: number; ub?: number };
+  klCov?: { ratio?: number; coef?: number };
+  /** Seed of clipCov's random choice (default 0). */
+  seed?: number;
+  rolloutCorrection?: RolloutCorrectionOptions;
+  preset?: Preset;
+  /** 'f32' (default, Float32Array outputs) or 'f64' (f64 arithmetic, Float64Array outputs). */
+  precision?: Precision;
+  backend?: 'auto' | 'cpu' | 'js';
+}
+
+export interface PolicyLossMetrics {
+  /** Tokens whose clipped branch is the active one (verl preset: verl's pg_clipfrac). */
+  clipFraction: number;
+  /** A < 0 and r < 1 − clipLow. */
+  clipFractionLow: number;
+  /** A > 0 and r > 1 + clipHigh. */
+  clipFractionHigh: number;
+  /** Tokens where the dual clip binds (verl preset: verl's pg_clipfrac_lower). */
+  dualClipFraction: number;
+  /** mean(old − lp) over valid tokens, on the clamped δ (verl preset: verl's ppo_kl). */
+  approxKl: number;
+  ratioMean: number;
+  ratioMin: number;
+  ratioMax: number;
+  entropyMean?: number;
+  klMean?: number;
+  /** clipCov / klCov: the fraction of valid tokens selected. */
+  covFraction?: number;
+  validTokens: number;
+  validSequences: number;
+  /** No valid token: the loss is 0 and every metric 0 (where a trainer's own code would give NaN). */
+  emptyBatch: boolean;
+  rollout?: RolloutCorrectionMetrics;
+}
+
+export interface PolicyLossResult<A extends Values = Values> {
+  loss: number;
+  /** [B·T] L per valid token (0 at masked ones), before the aggregation weight. */
+  tokenLoss: A;
+  /** [B·T] ∂loss/∂logprob. */
+  gradLogprob: A;
+  /** [B·T] ∂loss/∂entropy, when inputs.entropy was given. */
+  gradEntropy?: A;
+  /** clipCov / klCov: the tokens selected (1). */
+  covSelected?: Uint8Array;
+  metrics: PolicyLossMetrics;
+}
+
+const KEYS = [
+  'mode', 'clipLow', 'clipHigh', 'dualClip', 'ratioClamp', 'aggregation', 'lossType', 'maxCompletionLength',
+  'globalTokens', 'globalSequences', 'normConstant', 'klCoef', 'klEstimator', 'klClamp', 'entropyCoef', 'isWeights',
+  'tokenMask', 'tauPos', 'tauNeg', 'clipCov', 'klCov', 'seed', 'rolloutCorrection', 'preset', 'precision', 'backend',
+] as const;
+const INPUT_KEYS = ['logprob', 'oldLogprob', 'advantages', 'mask', 'shape', 'rolloutLogprob', 'refLogprob', 'entropy'] as const;
+
+function optionalNumber(value: unknown, param: string, fallback: number): number {
+  return value === undefined ? fallback : is.finiteNumber(value, param);
+}
+
+function nonNegative(value: unknown, param: string, fallback: number): number {
+  const x = optionalNumber(value, param, fallback);
+  if (x < 0) throw argError(ErrorCode.OUT_OF_RANGE, param, 'a number ≥ 0', value);
+  return x;
+}
+
+function optionalPositive(value: unknown, param: string): number {
+  return value === undefined || value === null ? 0 : is.positiveNumber(value, param);
+}
+
+function shapeOf(value: unknown): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2) throw argError(ErrorCode.INVALID_ARG_TYPE, 'inputs.shape', '[B, T]', value);
+  const [b, t] = value.map((v, k) => is.nonNegativeInteger(v, `inputs.shape[${k}]`));
+  if (b * t > Number.MAX_SAFE_INTEGER) throw argError(ErrorCode.OUT_OF_RANGE, 'inputs.shape', 'B·T below 2^53', value);
+  return [b, t];
+}
+
+/** Everything one call resolved: the kernel parameters, the arrays, and what the metrics need. */
+interface Job {
+  params: PolicyKernelParams;
+  io: PolicyKernelIo;
+  preset: PolicyPreset;
+  covSelected: Uint8Array | null;
+  hasEntropy: boolean;
+  hasRef: boolean;
+  precision: Precision;
+  backend: unknown;
+}
+
+interface Resolved {
+  job: Job;
+  rollout: { inputs: Parameters<typeof rolloutCorrectionSync>[0]; options: RolloutCorrectionOptions | undefined } | null;
+}
+
+function resolve(inputs: unknown, options: unknown): Resolved {
+  if (!is.isPlainObject(inputs)) throw argError(ErrorCode.INVALID_ARG_TYPE, 'inputs', 'an inputs object', inputs);
+  const input = is.options(inputs, 'inputs', INPUT_KEYS);
+  const opts = is.options(options, 'opts', KEYS);
+  const precision = precisionOf(opts.precision);
+  const presetName = presetOf(opts.preset);
+  const preset = presetName ? POLICY_PRESETS[presetName] : ENGINE;
+  const mode = opts.mode === undefined ? 'ppo' : is.oneOf(opts.mode, 'opts.mode', MODES);
+  const info = POLICY_MODES[mode];
+  const [rows, cols] = shapeOf(input.shape);
+  const n = rows * cols;
+
+  // Clip bounds.
+  const clipLow = optionalNumber(opts.clipLow, 'opts.clipLow', info.clipDefaults?.clipLow ?? 0.2);
+  const clipHigh = optionalNumber(opts.clipHigh, 'opts.clipHigh', info.clipDefaults?.clipHigh ?? 0.2);
+  if (clipLow < 0 || clipLow >= 1) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.clipLow', 'a number in [0, 1)', opts.clipLow);
+  if (clipHigh < 0) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.clipHigh', 'a number ≥ 0', opts.clipHigh);
+  let dualClip = preset.dualClip;
+  if (opts.dualClip !== undefined) dualClip = opts.dualClip === null ? null : is.finiteNumber(opts.dualClip, 'opts.dualClip');
+  if (dualClip !== null && dualClip <= 1) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.dualClip', 'a number > 1 (or null)', opts.dualClip);
+  if (opts.dualClip !== undefined && opts.dualClip !== null && mode !== 'ppo' && mode !== 'gppo') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.dualClip', "mode 'ppo' or 'gppo' (the dual clip is theirs)", mode);
+  }
+  let ratioClamp = preset.ratioClamp(mode);
+  if (opts.ratioClamp !== undefined) ratioClamp = opts.ratioClamp === null ? null : is.positiveNumber(opts.ratioClamp, 'opts.ratioClamp');
+  const clamp = ratioClamp ?? Infinity;
+
+  // Aggregation.
+  if (opts.aggregation !== undefined && opts.lossType !== undefined) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.lossType', 'either aggregation or lossType, not both', opts.lossType);
+  }
+  const lossType = opts.lossType === undefined ? (presetName === 'trl' && opts.aggregation === undefined ? 'dapo' : null)
+    : is.oneOf(opts.lossType, 'opts.lossType', Object.keys(LOSS_TYPES) as LossType[]);
+  const aggregation: Aggregation = lossType ? LOSS_TYPES[lossType].aggregation
+    : opts.aggregation === undefined ? 'token-mean' : is.oneOf(opts.aggregation, 'opts.aggregation', AGGREGATIONS);
+  const forced = preset.forcedAggregation[mode];
+  let normConstant = optionalPositive(opts.normConstant, 'opts.normConstant') || cols || 1;
+  if (lossType === 'dr_grpo') {
+    if (opts.normConstant !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.normConstant', "no normConstant with lossType 'dr_grpo' (it is B·maxCompletionLength)", opts.normConstant);
+    normConstant = Math.max(rows, 1) * (optionalPositive(opts.maxCompletionLength, 'opts.maxCompletionLength') || cols || 1);
+  } else if (opts.maxCompletionLength !== undefined) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.maxCompletionLength', "lossType 'dr_grpo'", opts.maxCompletionLength);
+  }
+
+  // Extras.
+  const klCoef = nonNegative(opts.klCoef, 'opts.klCoef', 0);
+  const { estimator, straightThrough } = estimatorOf(opts.klEstimator, 'opts.klEstimator');
+  const entropyCoef = optionalNumber(opts.entropyCoef, 'opts.entropyCoef', 0);
+  if (klCoef > 0 && input.refLogprob === undefined) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'inputs.refLogprob', 'the reference log-probs when opts.klCoef > 0', undefined);
+  }
+  if (entropyCoef !== 0 && input.entropy === undefined) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'inputs.entropy', 'per-token entropy when opts.entropyCoef ≠ 0', undefined);
+  }
+  const tauPos = opts.tauPos === undefined ? 1 : is.positiveNumber(opts.tauPos, 'opts.tauPos');
+  const tauNeg = opts.tauNeg === undefined ? 1.05 : is.positiveNumber(opts.tauNeg, 'opts.tauNeg');
+
+  // Arrays.
+  const values = (v: unknown, name: string, length: number) => is.floatValues(v, name, length, precision);
+  const logprob = values(input.logprob, 'inputs.logprob', n);
+  const oldLogprob = values(input.oldLogprob, 'inputs.oldLogprob', n);
+  const advLength = (input.advantages as ArrayLike<number> | undefined)?.length;
+  const advantagesPerRow = advLength === rows && rows !== n;
+  const advantages = values(input.advantages, 'inputs.advantages', advantagesPerRow ? rows : n);
+  if (advantagesPerRow) finiteRows(advantages, 'inputs.advantages');
+  const mask = is.kernelMask(input.mask, 'inputs.mask', n);
+  const weightLength = (opts.isWeights as ArrayLike<number> | undefined)?.length;
+  const weightsPerRow = opts.isWeights !== undefined && weightLength === rows && rows !== n;
+  const isWeights = opts.isWeights === undefined ? null : values(opts.isWeights, 'opts.isWeights', weightsPerRow ? rows : n);
+  if (isWeights && weightsPerRow) finiteRows(isWeights, 'opts.isWeights');
+  const tokenMask = opts.tokenMask === undefined ? null : is.kernelMask(opts.tokenMask, 'opts.tokenMask', n);
+  const refLogprob = input.refLogprob === undefined ? null : values(input.refLogprob, 'inputs.refLogprob', n);
+  const entropy = input.entropy === undefined ? null : values(input.entropy, 'inputs.entropy', n);
+  const rollout = input.rolloutLogprob === undefined ? null : {
+    inputs: { oldLogprob, rolloutLogprob: input.rolloutLogprob as Values, mask, shape: [rows, cols] as [number, number] },
+    options: opts.rolloutCorrection as RolloutCorrectionOptions | undefined,
+  };
+  if (!rollout && opts.rolloutCorrection !== undefined) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'inputs.rolloutLogprob', 'the rollout log-probs with opts.rolloutCorrection', undefined);
+  }
+
+  // The covariance modes.
+  const cov = covOptions(mode, opts, preset);
+  const upperOnly = mode === 'cispo' && preset.cispoUpperOnly;
+  if (upperOnly && !(clipHigh > 0)) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.clipHigh', 'a cap > 0 (TRL cispo: absolute bound)', clipHigh);
+  const params: PolicyKernelParams = {
+    mode,
+    ratioLow: upperOnly ? -Infinity : 1 - clipLow,
+    ratioHigh: upperOnly ? clipHigh : 1 + clipHigh,
+    logLow: -clipLow,
+    logHigh: clipHigh,
+    dualClip: (mode === 'ppo' || mode === 'gppo') && dualClip !== null ? dualClip : 0,
+    clampLow: -clamp,
+    clampHigh: clamp,
+    tauPos,
+    tauNeg,
+    covCoef: cov?.coef ?? 0,
+    seqClampLow: preset.gspoSeqClamp[0],
+    seqClampHigh: preset.gspoSeqClamp[1],
+    gmpoWeightEps: isWeights ? preset.gmpoWeightEps : 0,
+    klEstimator: estimator,
+    klClamp: klClampOf(opts.klClamp, 'opts.klClamp', presetName),
+    klStraightThrough: straightThrough,
+    klCoef,
+    entropyCoef,
+    aggregation,
+    policyAggregation: forced ?? aggregation,
+    globalTokens: optionalPositive(opts.globalTokens, 'opts.globalTokens'),
+    globalSequences: optionalPositive(opts.globalSequences, 'opts.globalSequences'),
+    normConstant,
+    countEps: preset.countEps,
+    seqDivisorAllRows: (mode === 'gmpo' && preset.gmpoAllRows) || (lossType !== null && LOSS_TYPES[lossType].allRows),
+    gmpoCountOutside: preset.metrics === 'verl',
+  };
+  const Out = precision === 'f64' ? Float64Array : Float32Array;
+  const io: PolicyKernelIo = {
+    rows, cols, logprob, oldLogprob, advantages, advantagesPerRow, isWeights, weightsPerRow, refLogprob, entropy, mask,
+    tokenMask, selected: null, tokenLoss: new Out(n), gradLogprob: new Out(n), gradEntropy: entropy ? new Out(n) : null,
+  };
+  if (cov) io.selected = selectCovTokens(io, params, cov, mode as 'clipCov' | 'klCov', preset);
+  return {
+    job: {
+      params, io, preset, covSelected: io.selected, hasEntropy: entropy !== null, hasRef: refLogprob !== null, precision,
+      backend: opts.backend,
+    },
+    rollout,
+  };
+}
+
+function finiteRows(a: Values, param: string): void {
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i])) {
+      throw new EngineError(ErrorCode.NON_FINITE, `Expected finite values for ${param} but ${param}[${i}] is ${a[i]}`, { param: `${param}[${i}]`, row: i });
+    }
+  }
+}
+
+interface CovOptions {
+  ratio: number;
+  lb: number;
+  ub: number;
+  coef: number;
+  seed: number;
+}
+
+function covOptions(mode: PolicyModeName, opts: Partial<Record<(typeof KEYS)[number], unknown>>, preset: PolicyPreset): CovOptions | null {
+  if (mode === 'clipCov') {
+    const o = is.options(opts.clipCov, 'opts.clipCov', ['ratio', 'lb', 'ub'] as const);
+    const ratio = o.ratio === undefined ? 2e-4 : is.positiveNumber(o.ratio, 'opts.clipCov.ratio');
+    const lb = optionalNumber(o.lb, 'opts.clipCov.lb', 1);
+    const ub = optionalNumber(o.ub, 'opts.clipCov.ub', 5);
+    if (!(lb < ub)) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.clipCov.ub', `a bound above lb = ${lb}`, ub);
+    const seed = opts.seed === undefined ? 0 : is.nonNegativeInteger(opts.seed, 'opts.seed');
+    return { ratio, lb, ub, coef: 0, seed };
+  }
+  if (opts.clipCov !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.clipCov', "mode 'clipCov'", mode);
+  if (mode === 'klCov') {
+    const o = is.options(opts.klCov, 'opts.klCov', ['ratio', 'coef'] as const);
+    const ratio = o.ratio === undefined ? 2e-4 : is.positiveNumber(o.ratio, 'opts.klCov.ratio');
+    return { ratio, lb: -Infinity, ub: Infinity, coef: nonNegative(o.coef, 'opts.klCov.coef', preset.klCovCoef), seed: 0 };
+  }
+  if (opts.klCov !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.klCov', "mode 'klCov'", mode);
+  return null;
+}
+
+/**
+ * The tokens the covariance modes act on, from the centred covariance (A − mean_m A)·(lp − mean_m lp) over the
+ * valid tokens. clipCov: a uniformly random max(1, ⌊ratio·Σm⌋) of the valid tokens whose ppo branch is unclipped
+ * and whose covariance lies in (lb, ub) (Sfc32(seed), partial Fisher–Yates: the same on every backend). klCov:
+ * the top max(1, ⌊ratio·Σm⌋) by covariance, ties to the lower index. An O(n) pass here, not a kernel: these
+ * modes are rare and the selection is batch-wide.
+ */
+function selectCovTokens(io: PolicyKernelIo, p: PolicyKernelParams, cov: CovOptions, mode: 'clipCov' | 'klCov', preset: PolicyPreset): Uint8Array {
+  const { rows, cols, mask, logprob: lp, oldLogprob: old } = io;
+  const adv = (i: number) => (io.advantagesPerRow ? io.advantages[Math.floor(i / cols)] : io.advantages[i]);
+  let count = 0;
+  let sumA = 0;
+  let sumLp = 0;
+  for (let i = 0; i < rows * cols; i++) {
+    if (mask[i] === 0) continue;
+    count++;
+    sumA += adv(i);
+    sumLp += lp[i];
+  }
+  const selected = new Uint8Array(rows * cols);
+  if (count === 0) return selected;
+  // verl's clipCov centres with its masked_mean (+1e-8); its klCov with plain means over the valid tokens.
+  const denominator = count + (mode === 'clipCov' ? preset.metricEps : 0);
+  const meanA = sumA / denominator;
+  const meanLp = sumLp / denominator;
+  const want = Math.max(1, Math.floor(cov.ratio * count));
+  const covariance = (i: number) => (adv(i) - meanA) * (lp[i] - meanLp);
+  if (mode === 'clipCov') {
+    const candidates: number[] = [];
+    for (let i = 0; i < rows * cols; i++) {
+      if (mask[i] === 0) continue;
+      const r = Math.exp(Math.min(Math.max(lp[i] - old[i], p.clampLow), p.clampHigh));
+      const a = adv(i);
+      const clipped = (a > 0 && r > p.ratioHigh) || (a < 0 && r < p.ratioLow);
+      const c = covariance(i);
+      if (!clipped && c > cov.lb && c < cov.ub) candidates.push(i);
+    }
+    const take = Math.min(want, candidates.length);
+    const rng = new Sfc32(cov.seed);
+    for (let k = 0; k < take; k++) {
+      const j = k + Math.floor(rng.float() * (candidates.length - k));
+      [candidates[k], candidates[j]] = [candidates[j], candidates[k]];
+      selected[candidates[k]] = 1;
+    }
+    return selected;
+  }
+  // klCov: a min-heap of the `want` largest (covariance, −index) pairs.
+  const heap: number[] = [];
+  const key = (i: number) => covariance(i);
+  const less = (a: number, b: number) => key(a) < key(b) || (key(a) === key(b) && a > b);
+  const siftDown = (k: number) => {
+    for (;;) {
+      const l = 2 * k + 1;
+      const r = l + 1;
+      let m = k;
+      if (l < heap.length && less(heap[l], heap[m])) m = l;
+      if (r < heap.length && less(heap[r], heap[m])) m = r;
+      if (m === k) return;
+      [heap[k], heap[m]] = [heap[m], heap[k]];
+      k = m;
+    }
+  };
+  const siftUp = (k: number) => {
+    while (k > 0) {
+      const parent = (k - 1) >> 1;
+      if (!less(heap[k], heap[parent])) return;
+      [heap[k], heap[parent]] = [heap[parent], heap[k]];
+      k = parent;
+    }
+  };
+  for (let i = 0; i < rows * cols; i++) {
+    if (mask[i] === 0) continue;
+    if (heap.length < want) {
+      heap.push(i);
+      siftUp(heap.length - 1);
+    } else if (less(heap[0], i)) {
+      heap[0] = i;
+      siftDown(0);
+    }
+  }
+  for (const i of heap) selected[i] = 1;
+  return selected;
+}
+
+/** The metrics from the kernel's summary: masked means over valid tokens, 0 when there are none. */
+function metricsOf(job: Job, summary: Float64Array): PolicyLossMetrics {
+  const s = (k: number) => summary[SUMMARY.sums + k];
+  const valid = s(SUM.valid);
+  const den = valid + job.preset.metricEps;
+  const mean = (x: number) => (valid > 0 ? x / den : 0);
+  const mode = job.params.mode;
+  const low = s(SUM.clippedLow);
+  const high = s(SUM.clippedHigh);
+  const metrics: PolicyLossMetrics = {
+    clipFraction: mean(low + high),
+    clipFractionLow: mean(low),
+    clipFractionHigh: mean(high),
+    dualClipFraction: mean(s(SUM.dualClipped)),
+    approxKl: mean(s(SUM.negLogRatio)),
+    ratioMean: mean(s(SUM.ratio)),
+    ratioMin: summary[SUMMARY.ratioMin],
+    ratioMax: summary[SUMMARY.ratioMax],
+    validTokens: valid,
+    validSequences: summary[SUMMARY.sequences],
+    emptyBatch: valid === 0,
+  };
+  if (job.hasEntropy) metrics.entropyMean = mean(s(SUM.entropy));
+  if (job.hasRef) metrics.klMean = mean(s(SUM.kl));
+  if (mode === 'clipCov' || mode === 'klCov') metrics.covFraction = mean(s(SUM.selected));
+  if (job.preset.metrics === 'verl') {
+    // verl's names under ours (shared/vectors README): pg_clipfrac → clipFraction, pg_clipfrac_lower →
+    // dualClipFraction, ppo_kl → approxKl, each with verl's own definition for the mode.
+    if (mode === 'gmpo') {
+      metrics.clipFraction = mean(high);
+      metrics.dualClipFraction = mean(low);
+    } else if (mode === 'clipCov') {
+      metrics.clipFraction = mean(s(SUM.selected));
+    } else if (mode === 'sapo' || mode === 'reinforce' || mode === 'klCov') {
+      metrics.clipFraction = 0;
+    }
+    if (mode === 'klCov') metrics.approxKl = mean(s(SUM.absLogRatio));
+  }
+  return metrics;
+}
+
+function finish(job: Job, summary: Float64Array, rolloutMetrics: RolloutCorrectionMetrics | null): PolicyLossResult {
+  const badMask = summary[SUMMARY.badMask];
+  if (badMask >= 0) {
+    const which = job.io.tokenMask && job.io.mask[badMask] <= 1 ? 'opts.tokenMask' : 'inputs.mask';
+    throw argError(ErrorCode.INVALID_ARG_VALUE, `${which}[${badMask}]`, '0 or 1', (which === 'inputs.mask' ? job.io.mask : job.io.tokenMask!)[badMask]);
+  }
+  const badRow = summary[SUMMARY.nonFiniteRow];
+  if (badRow >= 0) {
+    throw new EngineError(
+      ErrorCode.NON_FINITE,
+      `policyLoss: a non-finite value (logprob, oldLogprob, advantages, isWeights, refLogprob or entropy) at a valid token of row ${badRow}`,
+      { param: 'inputs', row: badRow },
+    );
+  }
+  const result: PolicyLossResult = {
+    loss: summary[SUMMARY.loss],
+    tokenLoss: job.io.tokenLoss,
+    gradLogprob: job.io.gradLogprob,
+    metrics: metricsOf(job, summary),
+  };
+  if (job.io.gradEntropy) result.gradEntropy = job.io.gradEntropy;
+  if (job.covSelected) result.covSelected = job.covSelected;
+  if (rolloutMetrics) result.metrics.rollout = rolloutMetrics;
+  return result;
+}
+
+/** Folds a rollout correction into the job: its weights multiply the importance weights, its mask the token mask. */
+function applyCorrection(job: Job, correction: RolloutCorrectionResult): void {
+  const { io } = job;
+  const n = io.rows * io.cols;
+  const weights = job.precision === 'f64' ? new Float64Array(n) : new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const w = io.isWeights ? (io.weightsPerRow ? io.isWeights[Math.floor(i / io.cols)] : io.isWeights[i]) : 1;
+    weights[i] = w * correction.weights[i];
+  }
+  io.isWeights = weights;
+  io.weightsPerRow = false;
+  const tokenMask = new Uint8Array(n);
+  for (let i = 0; i < n; i++) tokenMask[i] = (io.tokenMask ? io.tokenMask[i] : 1) & correction.mask[i];
+  io.tokenMask = tokenMask;
+  if (job.params.mode === 'gmpo') job.params.gmpoWeightEps = job.preset.gmpoWeightEps;
+}
+
+function runJob(async: boolean, job: Job, rolloutMetrics: RolloutCorrectionMetrics | null) {
+  const { io, params } = job;
+  const summary = new Float64Array(SUMMARY.size);
+  const backend = resolveBackend(job.backend, io.rows * io.cols, async);
+  return run(
+    backend, async,
+    (a) => nativeAddon().policyLoss(
+      io.rows, io.cols, job.precision === 'f64', io.logprob, io.oldLogprob, io.advantages, io.advantagesPerRow,
+      io.isWeights, io.weightsPerRow, io.refLogprob, io.entropy, io.mask, io.tokenMask, io.selected, io.tokenLoss,
+      io.gradLogprob, io.gradEntropy, packParams(params), summary, a,
+    ),
+    () => jsPolicyLoss(io, params, summary),
+    () => finish(job, summary, rolloutMetrics),
+  );
+}
+
+function policyLossImpl(async: boolean, inputs: unknown, options?: unknown): PolicyLossResult | Promise<PolicyLossResult> {
+  const { job, rollout } = resolve(inputs, options);
+  if (!rollout) return runJob(async, job, null);
+  const correctionOptions = { ...(rollout.options ?? {}), precision: job.precision, backend: job.backend } as RolloutCorrectionOptions;
+  if (!async) {
+    const correction = rolloutCorrectionSync(rollout.inputs, correctionOptions);
+    applyCorrection(job, correction);
+    return runJob(false, job, correction.metrics);
+  }
+  return rolloutCorrection(rollout.inputs, correctionOptions).then((correction) => {
+    applyCorrection(job, correction);
+    return runJob(true, job, correction.metrics);
+  });
+}
+
+/**
+ * The policy loss of a batch [B, T] with its exact gradient (SPEC §2): every mode of POLICY_MODES, every
+ * aggregation of §2.1 (and TRL's loss types), KL and entropy terms, importance weights, token masks, rollout
+ * correction, and the trainer presets of §7. Returns `{loss, tokenLoss[B·T], gradLogprob[B·T],
+ * gradEntropy?[B·T], covSelected?, metrics}` (Float32Array; Float64Array with precision 'f64').
+ * Edge cases: masked tokens give 0 loss and 0 gradient; a batch with no valid token gives loss 0, zero
+ * gradients and metrics.emptyBatch (never NaN). Errors: shapes (ERR_AE_SHAPE_MISMATCH), options
+ * (ERR_OUT_OF_RANGE / ERR_INVALID_ARG_VALUE), a mask entry not 0/1, and a non-finite input at a valid token
+ * (ERR_AE_NON_FINITE with its row; per-row advantages are checked before the kernel runs).
+ */
+export const policyLoss = asyncForm(policyLossImpl) as (inputs: PolicyLossInputs, options?: PolicyLossOptions) => Promise<PolicyLossResult>;
+export const policyLossSync = syncForm(policyLossImpl) as (inputs: PolicyLossInputs, options?: PolicyLossOptions) => PolicyLossResult;

@@ -1,0 +1,14 @@
+// AVX512 instantiation of the policy-loss row kernels (built with this ISA's target flags).
+#include "policy_loss.h"
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+namespace ae {
+namespace avx512_isa {
+#include "policy_loss_kernels.h"
+
+void install_policy_loss(PolicyLossKernels& k) { fill_policy_row_kernels<float>(k.f32); }
+}  // namespace avx512_isa
+}  // namespace ae
