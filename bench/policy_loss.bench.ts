@@ -47,7 +47,7 @@ const tokens = (c: Case) => c.rows * c.cols;
 export const POLICY_LOSS_OPS: Readonly<Record<string, OpDefinition>> = {
   'policy-loss': {
     description: 'policyLossSync on [rows, cols] tokens, per-token advantages, token-mean ' +
-      '(bytes: lp, old, A f32 + mask u8 read, tokenLoss + gradLogprob f32 written)',
+      '(bytes: lp, old, A f32 + mask u8 read, tokenLoss + gradLogprob f32 written into caller buffers)',
     dtypes: ['f32'],
     defaultRows: { cpu: 4096, js: 256 },
     defaultCols: 8192,
@@ -57,7 +57,8 @@ export const POLICY_LOSS_OPS: Readonly<Record<string, OpDefinition>> = {
     prepare(c, seed): Prepared {
       const b = makeBatch(c.rows, c.cols, seed);
       const inputs = { logprob: b.logprob, oldLogprob: b.oldLogprob, advantages: b.advantages, mask: b.mask, shape: [c.rows, c.cols] as [number, number] };
-      const options = { mode: c.params.mode as PolicyModeName, clipHigh: 0.28, backend: c.backend };
+      const out = { tokenLoss: new Float32Array(tokens(c)), gradLogprob: new Float32Array(tokens(c)) };
+      const options = { mode: c.params.mode as PolicyModeName, clipHigh: 0.28, out, backend: c.backend };
       return { fn: () => void policyLossSync(inputs, options), elements: tokens(c), bytesMoved: tokens(c) * 21, inputBytes: tokens(c) * 13 };
     },
   },

@@ -4,6 +4,7 @@
 #include "policy_loss.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <vector>

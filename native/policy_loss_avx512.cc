@@ -1,7 +1,10 @@
 // AVX512 instantiation of the policy-loss row kernels (built with this ISA's target flags).
 #include "policy_loss.h"
 
+#include <immintrin.h>
+
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 

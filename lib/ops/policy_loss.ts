@@ -228,6 +228,8 @@ export interface PolicyLossOptions {
   preset?: Preset;
   /** 'f32' (default, Float32Array outputs) or 'f64' (f64 arithmetic, Float64Array outputs). */
   precision?: Precision;
+  /** Caller-provided [B·T] output buffers (Float32Array; Float64Array with precision 'f64'), filled and returned. */
+  out?: { tokenLoss?: Values; gradLogprob?: Values; gradEntropy?: Values };
   backend?: 'auto' | 'cpu' | 'js';
 }
 
@@ -272,7 +274,7 @@ export interface PolicyLossResult<A extends Values = Values> {
 const KEYS = [
   'mode', 'clipLow', 'clipHigh', 'dualClip', 'ratioClamp', 'aggregation', 'lossType', 'maxCompletionLength',
   'globalTokens', 'globalSequences', 'normConstant', 'klCoef', 'klEstimator', 'klClamp', 'entropyCoef', 'isWeights',
-  'tokenMask', 'tauPos', 'tauNeg', 'clipCov', 'klCov', 'seed', 'rolloutCorrection', 'preset', 'precision', 'backend',
+  'tokenMask', 'tauPos', 'tauNeg', 'clipCov', 'klCov', 'seed', 'rolloutCorrection', 'preset', 'precision', 'out', 'backend',
 ] as const;
 const INPUT_KEYS = ['logprob', 'oldLogprob', 'advantages', 'mask', 'shape', 'rolloutLogprob', 'refLogprob', 'entropy'] as const;
 
@@ -428,10 +430,11 @@ function resolve(inputs: unknown, options: unknown): Resolved {
     seqDivisorAllRows: (mode === 'gmpo' && preset.gmpoAllRows) || (lossType !== null && LOSS_TYPES[lossType].allRows),
     gmpoCountOutside: preset.metrics === 'verl',
   };
-  const Out = precision === 'f64' ? Float64Array : Float32Array;
+  const out = outBuffers(opts.out, n, precision, [logprob, oldLogprob, advantages, isWeights, refLogprob, entropy]);
   const io: PolicyKernelIo = {
     rows, cols, logprob, oldLogprob, advantages, advantagesPerRow, isWeights, weightsPerRow, refLogprob, entropy, mask,
-    tokenMask, selected: null, tokenLoss: new Out(n), gradLogprob: new Out(n), gradEntropy: entropy ? new Out(n) : null,
+    tokenMask, selected: null, tokenLoss: out.tokenLoss, gradLogprob: out.gradLogprob,
+    gradEntropy: entropy ? out.gradEntropy : null,
   };
   if (cov) io.selected = selectCovTokens(io, params, cov, mode as 'clipCov' | 'klCov', preset);
   return {
@@ -441,6 +444,25 @@ function resolve(inputs: unknown, options: unknown): Resolved {
     },
     rollout,
   };
+}
+
+/**
+ * The output buffers: the caller's (`opts.out`, each of n elements in the precision's array type, none of them
+ * an input: the kernels read inputs while writing outputs) or new ones.
+ */
+function outBuffers(value: unknown, n: number, precision: Precision, inputs: readonly (Values | null)[]) {
+  const given = is.options(value, 'opts.out', ['tokenLoss', 'gradLogprob', 'gradEntropy'] as const);
+  const Out = precision === 'f64' ? Float64Array : Float32Array;
+  const pick = (name: 'tokenLoss' | 'gradLogprob' | 'gradEntropy'): Values => {
+    const buffer = given[name];
+    if (buffer === undefined) return new Out(n);
+    const checked = precision === 'f64' ? is.float64Of(buffer, `opts.out.${name}`, n) : is.float32Of(buffer, `opts.out.${name}`, n);
+    if (inputs.some((input) => input !== null && input.buffer === checked.buffer)) {
+      throw argError(ErrorCode.INVALID_ARG_VALUE, `opts.out.${name}`, 'a buffer that is not one of the inputs', 'an input array');
+    }
+    return checked;
+  };
+  return { tokenLoss: pick('tokenLoss'), gradLogprob: pick('gradLogprob'), gradEntropy: pick('gradEntropy') };
 }
 
 function finiteRows(a: Values, param: string): void {
