@@ -14,7 +14,6 @@
 import { nativeAddon, resolveBackend } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
-import { Sfc32 } from '../prng';
 import {
   AGGREGATIONS,
   MODES,
@@ -28,6 +27,8 @@ import {
   type PolicyModeName,
 } from '../js/policy_loss';
 import { estimatorOf, klClampOf, type KlEstimatorOption } from './kl_penalty';
+import { covOptions, selectCovTokens } from './policy_cov';
+import { ENGINE, LOSS_TYPES, POLICY_MODES, POLICY_PRESETS, type LossType, type PolicyPreset } from './policy_presets';
 import {
   rolloutCorrection,
   rolloutCorrectionSync,
@@ -38,135 +39,8 @@ import {
 import { asyncForm, precisionOf, presetOf, run, syncForm, type Precision, type Preset } from './run';
 
 export type { Aggregation, PolicyModeName } from '../js/policy_loss';
-
-interface ModeInfo {
-  summary: string;
-  paper: string;
-  /** Clip bounds of the mode when the caller gives none (GSPO's are per sequence, hence tiny). */
-  clipDefaults?: { clipLow: number; clipHigh: number };
-  /** The aggregation the mode imposes on its policy term (the extras keep the caller's). */
-  forcedAggregation?: Aggregation;
-}
-
-/** The policy-loss modes of SPEC §2. */
-export const POLICY_MODES: Readonly<Record<PolicyModeName, ModeInfo>> = Object.freeze({
-  ppo: { summary: 'clipped surrogate: asymmetric clip (clip-higher), optional dual clip', paper: 'arXiv:1707.06347, 1912.09729, 2503.14476' },
-  gppo: { summary: 'ppo forward; a clipped token keeps the gradient −A·(1±ε) (gradient-preserving clip)', paper: 'arXiv:2508.07629 (Klear)' },
-  gspo: {
-    summary: 'sequence ratio exp(mean δ), token form sg(log s) + lp − sg(lp), clipped per sequence',
-    paper: 'arXiv:2507.18071',
-    clipDefaults: { clipLow: 3e-4, clipHigh: 4e-4 },
-    forcedAggregation: 'seq-mean-token-mean',
-  },
-  sapo: { summary: 'soft gate −A·(4/τ)·σ(τ(r − 1)), τ by the sign of A', paper: 'arXiv:2511.20347' },
-  cispo: { summary: '−sg(clip(r))·A·lp: clipped importance weight, gradient through lp only', paper: 'arXiv:2506.13585 (MiniMax-M1)' },
-  gmpo: { summary: 'geometric mean of sign-aware log-clipped token ratios per sequence', paper: 'arXiv:2507.20673' },
-  reinforce: { summary: '−A·lp, no ratio (GPG)', paper: 'arXiv:2504.02546' },
-  clipCov: { summary: 'ppo with the loss of random high-covariance unclipped tokens zeroed', paper: 'arXiv:2505.22617' },
-  klCov: { summary: '−A·r plus coef·|δ| on the top-covariance tokens', paper: 'arXiv:2505.22617' },
-});
-
-/** How a trainer computes what differs from the engine's defaults (SPEC §7), one row per preset. */
-interface PolicyPreset {
-  source: string;
-  /** |δ| clamp before exp by mode (null: none); `ratioClamp` given by the caller overrides it. */
-  ratioClamp: (mode: PolicyModeName) => number | null;
-  /** gspo: bounds of the sequence log-ratio (it passes no gradient outside). */
-  gspoSeqClamp: [number, number];
-  /** ppo's dual clip when the caller gives none. */
-  dualClip: number | null;
-  /** Added to |y_b| in per-sequence divisors, and to the denominators of the metrics' masked means. */
-  countEps: number;
-  metricEps: number;
-  forcedAggregation: Partial<Record<PolicyModeName, Aggregation>>;
-  /** gmpo's mean runs over all B rows (empty ones count as 0). */
-  gmpoAllRows: boolean;
-  /** gmpo: ε inside log(w + ε) of the importance weights' geometric mean. */
-  gmpoWeightEps: number;
-  /** cispo caps r from above only, at clipHigh as an absolute bound. */
-  cispoUpperOnly: boolean;
-  klCovCoef: number;
-  /** Which metric definitions fill clipFraction / dualClipFraction / approxKl (see metricsOf). */
-  metrics: 'engine' | 'verl';
-}
-
-const ENGINE: PolicyPreset = {
-  source: 'SPEC §2',
-  ratioClamp: () => 20,
-  gspoSeqClamp: [-Infinity, Infinity],
-  dualClip: null,
-  countEps: 0,
-  metricEps: 0,
-  forcedAggregation: { gspo: 'seq-mean-token-mean' },
-  gmpoAllRows: false,
-  gmpoWeightEps: 0,
-  cispoUpperOnly: false,
-  klCovCoef: 1,
-  metrics: 'engine',
-};
-
-export const POLICY_PRESETS: Readonly<Record<Preset, PolicyPreset>> = Object.freeze({
-  // verl b178a3c verl/trainer/ppo/core_algos.py: compute_policy_loss_{vanilla,gspo,sapo,cispo,gpg,geo_mean,
-  // clip_cov,kl_cov}, agg_loss; verl/utils/torch_functional.py masked_mean (+1e-8).
-  verl: {
-    source: 'verl b178a3c core_algos.py',
-    ratioClamp: (mode) => (mode === 'gspo' || mode === 'gmpo' || mode === 'clipCov' || mode === 'klCov' ? null : 20),
-    gspoSeqClamp: [-Infinity, 10],
-    dualClip: 3,
-    countEps: 1e-8,
-    metricEps: 1e-8,
-    forcedAggregation: { gspo: 'seq-mean-token-mean', sapo: 'seq-mean-token-mean' },
-    gmpoAllRows: true,
-    gmpoWeightEps: 1e-10,
-    cispoUpperOnly: false,
-    klCovCoef: 0.1,
-    metrics: 'verl',
-  },
-  // TRL f2cd577 trl/trainer/grpo_trainer.py GRPOTrainer._compute_loss: no ratio clamp, CISPO capped from above
-  // at epsilon_high, aggregation by loss_type (see LOSS_TYPES), counts clamped to 1.
-  trl: {
-    source: 'TRL f2cd577 grpo_trainer.py _compute_loss',
-    ratioClamp: () => null,
-    gspoSeqClamp: [-Infinity, Infinity],
-    dualClip: null,
-    countEps: 0,
-    metricEps: 0,
-    forcedAggregation: {},
-    gmpoAllRows: false,
-    gmpoWeightEps: 0,
-    cispoUpperOnly: true,
-    klCovCoef: 1,
-    metrics: 'engine',
-  },
-  // OpenRLHF 3c3be62 openrlhf/models/loss.py PolicyLoss, aggregate_loss (+1e-8 per sequence).
-  openrlhf: {
-    source: 'OpenRLHF 3c3be62 models/loss.py PolicyLoss',
-    ratioClamp: (mode) => (mode === 'gspo' ? null : 20),
-    gspoSeqClamp: [-Infinity, Infinity],
-    dualClip: null,
-    countEps: 1e-8,
-    metricEps: 0,
-    forcedAggregation: { gspo: 'seq-mean-token-mean' },
-    gmpoAllRows: false,
-    gmpoWeightEps: 0,
-    cispoUpperOnly: false,
-    klCovCoef: 1,
-    metrics: 'engine',
-  },
-});
-
-/**
- * TRL's loss_type names as aggregations (GRPOTrainer._compute_loss): grpo = per-sequence token mean averaged
- * over all B rows; bnpo = token mean of the batch; dr_grpo = Σ/(B·maxCompletionLength); dapo = token mean over
- * the whole step's tokens (pass `globalTokens` = TRL's num_items_in_batch / num_processes when data-parallel).
- */
-export const LOSS_TYPES = Object.freeze({
-  grpo: { aggregation: 'seq-mean-token-mean', allRows: true },
-  bnpo: { aggregation: 'token-mean', allRows: false },
-  dr_grpo: { aggregation: 'seq-mean-token-sum-norm', allRows: false },
-  dapo: { aggregation: 'token-mean', allRows: false },
-} as const);
-export type LossType = keyof typeof LOSS_TYPES;
+export { LOSS_TYPES, POLICY_MODES, POLICY_PRESETS } from './policy_presets';
+export type { LossType } from './policy_presets';
 
 type Values = Float32Array | Float64Array;
 type MaskInput = Uint8Array | Float32Array | number[];
@@ -471,118 +345,6 @@ function finiteRows(a: Values, param: string): void {
       throw new EngineError(ErrorCode.NON_FINITE, `Expected finite values for ${param} but ${param}[${i}] is ${a[i]}`, { param: `${param}[${i}]`, row: i });
     }
   }
-}
-
-interface CovOptions {
-  ratio: number;
-  lb: number;
-  ub: number;
-  coef: number;
-  seed: number;
-}
-
-function covOptions(mode: PolicyModeName, opts: Partial<Record<(typeof KEYS)[number], unknown>>, preset: PolicyPreset): CovOptions | null {
-  if (mode === 'clipCov') {
-    const o = is.options(opts.clipCov, 'opts.clipCov', ['ratio', 'lb', 'ub'] as const);
-    const ratio = o.ratio === undefined ? 2e-4 : is.positiveNumber(o.ratio, 'opts.clipCov.ratio');
-    const lb = optionalNumber(o.lb, 'opts.clipCov.lb', 1);
-    const ub = optionalNumber(o.ub, 'opts.clipCov.ub', 5);
-    if (!(lb < ub)) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.clipCov.ub', `a bound above lb = ${lb}`, ub);
-    const seed = opts.seed === undefined ? 0 : is.nonNegativeInteger(opts.seed, 'opts.seed');
-    return { ratio, lb, ub, coef: 0, seed };
-  }
-  if (opts.clipCov !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.clipCov', "mode 'clipCov'", mode);
-  if (mode === 'klCov') {
-    const o = is.options(opts.klCov, 'opts.klCov', ['ratio', 'coef'] as const);
-    const ratio = o.ratio === undefined ? 2e-4 : is.positiveNumber(o.ratio, 'opts.klCov.ratio');
-    return { ratio, lb: -Infinity, ub: Infinity, coef: nonNegative(o.coef, 'opts.klCov.coef', preset.klCovCoef), seed: 0 };
-  }
-  if (opts.klCov !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.klCov', "mode 'klCov'", mode);
-  return null;
-}
-
-/**
- * The tokens the covariance modes act on, from the centred covariance (A − mean_m A)·(lp − mean_m lp) over the
- * valid tokens. clipCov: a uniformly random max(1, ⌊ratio·Σm⌋) of the valid tokens whose ppo branch is unclipped
- * and whose covariance lies in (lb, ub) (Sfc32(seed), partial Fisher–Yates: the same on every backend). klCov:
- * the top max(1, ⌊ratio·Σm⌋) by covariance, ties to the lower index. An O(n) pass here, not a kernel: these
- * modes are rare and the selection is batch-wide.
- */
-function selectCovTokens(io: PolicyKernelIo, p: PolicyKernelParams, cov: CovOptions, mode: 'clipCov' | 'klCov', preset: PolicyPreset): Uint8Array {
-  const { rows, cols, mask, logprob: lp, oldLogprob: old } = io;
-  const adv = (i: number) => (io.advantagesPerRow ? io.advantages[Math.floor(i / cols)] : io.advantages[i]);
-  let count = 0;
-  let sumA = 0;
-  let sumLp = 0;
-  for (let i = 0; i < rows * cols; i++) {
-    if (mask[i] === 0) continue;
-    count++;
-    sumA += adv(i);
-    sumLp += lp[i];
-  }
-  const selected = new Uint8Array(rows * cols);
-  if (count === 0) return selected;
-  // verl's clipCov centres with its masked_mean (+1e-8); its klCov with plain means over the valid tokens.
-  const denominator = count + (mode === 'clipCov' ? preset.metricEps : 0);
-  const meanA = sumA / denominator;
-  const meanLp = sumLp / denominator;
-  const want = Math.max(1, Math.floor(cov.ratio * count));
-  const covariance = (i: number) => (adv(i) - meanA) * (lp[i] - meanLp);
-  if (mode === 'clipCov') {
-    const candidates: number[] = [];
-    for (let i = 0; i < rows * cols; i++) {
-      if (mask[i] === 0) continue;
-      const r = Math.exp(Math.min(Math.max(lp[i] - old[i], p.clampLow), p.clampHigh));
-      const a = adv(i);
-      const clipped = (a > 0 && r > p.ratioHigh) || (a < 0 && r < p.ratioLow);
-      const c = covariance(i);
-      if (!clipped && c > cov.lb && c < cov.ub) candidates.push(i);
-    }
-    const take = Math.min(want, candidates.length);
-    const rng = new Sfc32(cov.seed);
-    for (let k = 0; k < take; k++) {
-      const j = k + Math.floor(rng.float() * (candidates.length - k));
-      [candidates[k], candidates[j]] = [candidates[j], candidates[k]];
-      selected[candidates[k]] = 1;
-    }
-    return selected;
-  }
-  // klCov: a min-heap of the `want` largest (covariance, −index) pairs.
-  const heap: number[] = [];
-  const key = (i: number) => covariance(i);
-  const less = (a: number, b: number) => key(a) < key(b) || (key(a) === key(b) && a > b);
-  const siftDown = (k: number) => {
-    for (;;) {
-      const l = 2 * k + 1;
-      const r = l + 1;
-      let m = k;
-      if (l < heap.length && less(heap[l], heap[m])) m = l;
-      if (r < heap.length && less(heap[r], heap[m])) m = r;
-      if (m === k) return;
-      [heap[k], heap[m]] = [heap[m], heap[k]];
-      k = m;
-    }
-  };
-  const siftUp = (k: number) => {
-    while (k > 0) {
-      const parent = (k - 1) >> 1;
-      if (!less(heap[k], heap[parent])) return;
-      [heap[k], heap[parent]] = [heap[parent], heap[k]];
-      k = parent;
-    }
-  };
-  for (let i = 0; i < rows * cols; i++) {
-    if (mask[i] === 0) continue;
-    if (heap.length < want) {
-      heap.push(i);
-      siftUp(heap.length - 1);
-    } else if (less(heap[0], i)) {
-      heap[0] = i;
-      siftDown(0);
-    }
-  }
-  for (const i of heap) selected[i] = 1;
-  return selected;
 }
 
 /** The metrics from the kernel's summary: masked means over valid tokens, 0 when there are none. */
