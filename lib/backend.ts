@@ -76,9 +76,17 @@ function loadNative(): LoadState {
   return { attempts };
 }
 
+/** Every function the native addon of this build exports (native/addon/*.cc). */
+export const NATIVE_FUNCTIONS = [
+  'info', 'setIsa', 'setThreads', 'readBandwidth', 'tokenStats', 'tokenStatsBackward', 'tokenStatsPartial',
+  'fullKl', 'policyLoss', 'klPenalty', 'rolloutCorrection', 'shmCreate', 'shmMap', 'shmUnmap', 'shmUnlink',
+  'phaseEntropy', 'scatterSteps', 'implicitProcessReward', 'advantages', 'tokenAdvantages', 'momentsPartial',
+  'placeOutcome', 'optimalTokenBaseline',
+] as const satisfies readonly (keyof NativeAddon)[];
+
 /** A loaded binary must expose this build's functions: an older or foreign .node is rejected with a reason. */
 function checkAddon(addon: NativeAddon): void {
-  for (const name of ['info', 'tokenStats', 'tokenStatsBackward', 'tokenStatsPartial', 'fullKl', 'readBandwidth'] as const) {
+  for (const name of NATIVE_FUNCTIONS) {
     if (typeof addon[name] !== 'function') {
       throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `the native addon lacks ${name}(): rebuild it (npm run build:native)`);
     }
