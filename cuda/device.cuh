@@ -27,6 +27,14 @@
   (kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__), cudaGetLastError())
 #endif
 
+// AE_SHARED(T, name, N): a __shared__ array of N elements of T. Under the emulation every access to it is
+// race-checked against the barrier intervals (ae_emu::SharedArray); on the GPU it is a plain __shared__ array.
+#if defined(AE_CUDA_EMULATION)
+#define AE_SHARED(T, name, N) static thread_local ::ae_emu::SharedArray<T, N> name(#name)
+#else
+#define AE_SHARED(T, name, N) __shared__ T name[N]
+#endif
+
 namespace ae {
 namespace cuda {
 
@@ -68,6 +76,17 @@ AE_DEVICE float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#endif
+}
+
+// max(a, b) that propagates NaN (max.NaN.f32, sm_80+): a vector's maximum then also says whether it held a NaN.
+AE_DEVICE float max_nan(float a, float b) {
+#if defined(AE_CUDA_EMULATION)
+  return a != a || b != b ? NAN : fmaxf(a, b);
+#else
+  float m;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));
+  return m;
 #endif
 }
 
@@ -177,17 +196,18 @@ AE_DEVICE S warp_reduce(S s, Merge merge) {
   return s;
 }
 
-// Thread 0 ends with the whole block's state (blockDim.x a multiple of 32, at most 1024). `scratch` is a
-// __shared__ array of 32 states. kBarrier = false leaves out the barrier between the warps' deposits and
-// warp 0's reads: that broken variant exists only for the emulator's own test (it must notice).
-template <bool kBarrier = true, typename S, typename Merge>
-AE_DEVICE S block_reduce(S s, S* scratch, const S& empty, Merge merge) {
+// Thread 0 ends with the whole block's state (blockDim.x a multiple of 32, at most 1024). `scratch` is an
+// AE_SHARED array of 32 states, used once per block (a second use would need a barrier before it).
+// kBarrier = false leaves out the barrier between the warps' deposits and warp 0's reads: that broken variant
+// exists only for the emulator's own test (it must notice).
+template <bool kBarrier = true, typename S, typename Scratch, typename Merge>
+AE_DEVICE S block_reduce(S s, Scratch& scratch, const S& empty, Merge merge) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   s = warp_reduce(s, merge);
   if (lane == 0) scratch[warp] = s;
   if (kBarrier) __syncthreads();
   if (warp == 0) {
-    s = lane < warps ? scratch[lane] : empty;
+    s = lane < warps ? static_cast<S>(scratch[lane]) : empty;
     s = warp_reduce(s, merge);
   }
   return s;

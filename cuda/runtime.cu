@@ -77,7 +77,7 @@ Context::Context() {
   check(cudaSetDevice(0), "cudaSetDevice");
   check(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking), "cudaStreamCreate (compute)");
   check(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking), "cudaStreamCreate (copy)");
-  for (auto& e : timing_) check(cudaEventCreateWithFlags(&e, cudaEventDefault), "cudaEventCreate (timing)");
+  for (auto& e : timing) check(cudaEventCreateWithFlags(&e, cudaEventDefault), "cudaEventCreate (timing)");
   multiprocessors = std::max(1, info.multiprocessors);
 }
 
@@ -93,12 +93,12 @@ std::vector<double> Context::time_device_copies(size_t bytes, int repeats) {
   void* b = device_scratch(4).get(bytes);
   std::vector<double> ms;
   for (int k = 0; k < repeats; ++k) {
-    check(cudaEventRecord(timing_[0], compute), "cudaEventRecord");
+    check(cudaEventRecord(timing[0], compute), "cudaEventRecord");
     check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, compute), "cudaMemcpyAsync (device → device)");
-    check(cudaEventRecord(timing_[1], compute), "cudaEventRecord");
-    check(cudaEventSynchronize(timing_[1]), "cudaEventSynchronize");
+    check(cudaEventRecord(timing[1], compute), "cudaEventRecord");
+    check(cudaEventSynchronize(timing[1]), "cudaEventSynchronize");
     float t = 0.0f;
-    check(cudaEventElapsedTime(&t, timing_[0], timing_[1]), "cudaEventElapsedTime");
+    check(cudaEventElapsedTime(&t, timing[0], timing[1]), "cudaEventElapsedTime");
     ms.push_back(t);
   }
   return ms;
@@ -126,7 +126,7 @@ index_t chunk_rows_for(index_t rows, index_t vocab, size_t row_bytes, bool stage
     g = a;
     a = r;
   }
-  const index_t align = 1; (void)g;
+  const index_t align = 8 / g;
   n = std::max(align, n / align * align);
   return std::min(n, rows);
 }
@@ -154,17 +154,35 @@ struct Events {
 
 }  // namespace
 
+namespace {
+void run_row_pipeline_once(Context& ctx, index_t rows, index_t chunk_rows, const PipelineInput* inputs, int input_count,
+                           const PipelineOutput& output, const ChunkCompute& compute, const Events& ev);
+}  // namespace
+
 void run_row_pipeline(Context& ctx, index_t rows, index_t chunk_rows, const PipelineInput* inputs, int input_count,
                       const PipelineOutput& output, const ChunkCompute& compute) {
   if (rows == 0) return;
   Events ev;
+  try {
+    run_row_pipeline_once(ctx, rows, chunk_rows, inputs, input_count, output, compute, ev);
+  } catch (...) {
+    // Leave no queued copy or kernel behind that still refers to this call's buffers or events.
+    cudaStreamSynchronize(ctx.copy);
+    cudaStreamSynchronize(ctx.compute);
+    throw;
+  }
+}
+
+namespace {
+void run_row_pipeline_once(Context& ctx, index_t rows, index_t chunk_rows, const PipelineInput* inputs, int input_count,
+                           const PipelineOutput& output, const ChunkCompute& compute, const Events& ev) {
   // Slot b of staged input k: pinned_scratch(2b + k) and device_scratch(3 + 3b + k) (k < 2); output slot b:
   // pinned_scratch(4 + b) and device_scratch(9 + b).
   bool any_staged = false;
   for (int k = 0; k < input_count; ++k) any_staged |= inputs[k].host != nullptr;
   const bool stage_out = output.host != nullptr;
   const index_t chunks = (rows + chunk_rows - 1) / chunk_rows;
-  check(cudaEventRecord(ctx.timing_[0], ctx.compute), "cudaEventRecord (timing)");
+  check(cudaEventRecord(ctx.timing[0], ctx.compute), "cudaEventRecord (timing)");
   // Host-side copy of the previous chunk's output, once its device → host copy has finished.
   auto drain_output = [&](index_t c) {
     const int b = static_cast<int>(c % 2);
@@ -221,16 +239,17 @@ void run_row_pipeline(Context& ctx, index_t rows, index_t chunk_rows, const Pipe
       check(cudaEventRecord(ev.returned[b], ctx.copy), "cudaEventRecord");
     }
   }
-  check(cudaEventRecord(ctx.timing_[1], ctx.compute), "cudaEventRecord (timing)");
+  check(cudaEventRecord(ctx.timing[1], ctx.compute), "cudaEventRecord (timing)");
   if (stage_out) {
     for (index_t c = std::max<index_t>(0, chunks - 2); c < chunks; ++c) drain_output(c);
   }
   check(cudaStreamSynchronize(ctx.copy), "cudaStreamSynchronize (copy)");
   check(cudaStreamSynchronize(ctx.compute), "cudaStreamSynchronize (compute)");
   float ms = 0.0f;
-  check(cudaEventElapsedTime(&ms, ctx.timing_[0], ctx.timing_[1]), "cudaEventElapsedTime");
-  ctx.last_device_ms_ = ms;
+  check(cudaEventElapsedTime(&ms, ctx.timing[0], ctx.timing[1]), "cudaEventElapsedTime");
+  ctx.set_last_device_ms(ms);
 }
+}  // namespace
 
 }  // namespace cuda
 }  // namespace ae

@@ -61,14 +61,6 @@ class GrowingBuffer {
   size_t bytes_ = 0;
 };
 
-class Context;
-struct PipelineInput;
-struct PipelineOutput;
-using ChunkCompute = std::function<void(index_t first_row, index_t rows, const void* const* inputs, void* output,
-                                        cudaStream_t stream)>;
-void run_row_pipeline(Context& ctx, index_t rows, index_t chunk_rows, const PipelineInput* inputs, int input_count,
-                      const PipelineOutput& output, const ChunkCompute& compute);
-
 // The one context of the process. Calls are serialised by `lock()`: they share streams and buffers, and each
 // call leaves its streams idle before it returns.
 class Context {
@@ -81,7 +73,8 @@ class Context {
   int multiprocessors = 1;
 
   // Scratch on the device: [0] chunk states, [1] per-row arrays, [2] per-row gradient coefficients,
-  // [3..5] two staged input chunks and one output chunk per pipeline slot (see RowPipeline).
+  // [3..8] staged input chunks (two inputs × two slots), [9..10] output chunks (two slots); pinned: [0..3]
+  // staged inputs, [4..5] outputs (see run_row_pipeline). The bandwidth probe borrows [3] and [4].
   GrowingBuffer& device_scratch(int k) { return *device_[k]; }
   GrowingBuffer& pinned_scratch(int k) { return *pinned_[k]; }
   // Frees every cached buffer (after an out-of-memory, before retrying).
@@ -90,15 +83,14 @@ class Context {
   // Device time of the kernels of the last call that ran the row pipeline, in ms (events on the compute
   // stream around them; includes waits for staged input), for benchmarks.
   double last_device_ms() const { return last_device_ms_; }
+  void set_last_device_ms(double ms) { last_device_ms_ = ms; }
+  cudaEvent_t timing[2] = {nullptr, nullptr};  // start / end of the last pipeline's kernels (timing enabled)
   // Times the device-to-device copy of `bytes` `repeats` times; returns each copy's ms.
   std::vector<double> time_device_copies(size_t bytes, int repeats);
 
  private:
   Context();
-  friend void run_row_pipeline(Context&, index_t, index_t, const PipelineInput*, int, const PipelineOutput&,
-                               const ChunkCompute&);
   std::mutex mutex_;
-  cudaEvent_t timing_[2] = {nullptr, nullptr};
   double last_device_ms_ = 0.0;
   static constexpr int kDevice = 12, kPinned = 6;
   GrowingBuffer* device_[kDevice];
@@ -120,6 +112,10 @@ struct PipelineOutput {
   void* device = nullptr;
   size_t row_bytes = 0;
 };
+using ChunkCompute = std::function<void(index_t first_row, index_t rows, const void* const* inputs, void* output,
+                                        cudaStream_t stream)>;
+void run_row_pipeline(Context& ctx, index_t rows, index_t chunk_rows, const PipelineInput* inputs, int input_count,
+                      const PipelineOutput& output, const ChunkCompute& compute);
 
 // Rows per chunk: ≈ 32 MiB of input per chunk when staging from the host; when everything is on the device,
 // as many rows as keep the grid (rows × splits blocks) and the chunk-state scratch modest. A multiple of

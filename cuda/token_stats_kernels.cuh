@@ -7,15 +7,16 @@
 // once (coalesced: consecutive threads, consecutive vectors), keeping an online softmax state in f32 against
 // its own running maximum, in base 2 like the CPU kernels (native/token_stats_kernels.h):
 //   x = fma(z, log2(e)/τ, −offset),  e = 2^x,  s = Σ e,  t₂ = Σ e·x,  q = Σ e²,  offset = fl(max z·log2(e)/τ)
-// and rescales them when its maximum rises. Each vector's terms are summed among themselves first, so a
-// thread's accumulators take one addition per vector: with chunks of ≤ 32768 entries and 256 threads that
-// is ≤ 32 additions (f32) or ≤ 16 (bf16 / f16) — fewer than the CPU lanes' 128. Thread states become f64
-// SoftmaxStates (cuda/math/token_stats_math.h) and merge in a fixed tree over the block; a second kernel
-// merges a row's chunk states in chunk order and finalises (lse, H, Σp², max p, log p_y). Results are
-// deterministic for a given launch shape.
+// and rescales them when its maximum rises. With chunks of ≤ 32768 entries and 256 threads, each f32
+// accumulator sums ≤ 128 terms, the CPU lanes' bound. Per entry that is a widening, a max, an FMA, a clamp,
+// one MUFU exponential and three accumulations; NaN / +inf are found once per vector through a NaN-propagating
+// maximum. Thread states merge in f32 in a fixed tree over the block (warp shuffles, then
+// shared memory); the block's state becomes an f64 SoftmaxState (cuda/math/token_stats_math.h), and a second
+// kernel merges a row's chunk states in f64, in chunk order, and finalises (lse, H, Σp², max p, log p_y) —
+// f32 within a block, f64 across, as on the CPU. Results are deterministic for a given launch shape.
 //
-// Non-finite input: NaN or +inf anywhere in a row raises the row's `bad` flag (fmaxf ignores NaN, so it is
-// tracked apart); a row that is entirely −inf has no mass. Either makes the row non-finite: NaN outputs and
+// Non-finite input: NaN or +inf anywhere in a row raises the row's `bad` flag (a vector's max_nan is NaN or
+// +inf); a row that is entirely −inf has no mass. Either makes the row non-finite: NaN outputs and
 // its index reported through an atomicMin, as the CPU kernels report the smallest bad row.
 #pragma once
 
@@ -48,67 +49,84 @@ AE_DEVICE void chunk_merge(ChunkState& acc, const ChunkState& part) {
 
 AE_DEVICE ChunkState chunk_empty() { return ChunkState{softmax_state_empty(), -INFINITY, 0}; }
 
-// One thread's running state in base 2 against its own maximum.
-struct ThreadSoftmax {
-  float zmax = -INFINITY;  // largest raw logit seen
-  float offset = -INFINITY;  // fl(zmax·scale)
-  float s = 0.0f, t2 = 0.0f, q = 0.0f;
-  int bad = 0;
-
-  template <int K>
-  AE_DEVICE void add(const float* z, float scale) {
-    float vmax = z[0];
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      vmax = fmaxf(vmax, z[k]);
-      bad |= !(z[k] < INFINITY);  // NaN and +inf
-    }
-    if (vmax > zmax) {
-      const float new_offset = vmax * scale;
-      if (zmax > -INFINITY) {
-        const float d = offset - new_offset;  // ≤ 0: rescale what was summed to the new maximum
-        const float a = fast_exp2(d);
-        t2 = a * fmaf(d, s, t2);
-        s *= a;
-        q *= a * a;
-      }
-      zmax = vmax;
-      offset = new_offset;
-    }
-    if (!(zmax > -INFINITY)) return;  // everything so far is −inf (or NaN): no mass
-    float es[K], ts[K], qs[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const float x = fmaxf(fmaf(z[k], scale, -offset), kExp2FloorF);
-      const float e = fast_exp2(x);
-      es[k] = e;
-      ts[k] = e * x;
-      qs[k] = e * e;
-    }
-    // Pairwise within the vector, then one addition into each accumulator.
-#pragma unroll
-    for (int w = 1; w < K; w *= 2) {
-#pragma unroll
-      for (int k = 0; k + w < K; k += 2 * w) {
-        es[k] += es[k + w];
-        ts[k] += ts[k + w];
-        qs[k] += qs[k + w];
-      }
-    }
-    s += es[0];
-    t2 += ts[0];
-    q += qs[0];
-  }
-
-  AE_DEVICE ChunkState state(float scale, double inv_tau) const {
-    ChunkState c{softmax_state_empty(), zmax, bad};
-    if (s > 0.0f) {
-      // The exact reference point of x is offset/scale (the FMA rounds once), as on the CPU.
-      c.st = SoftmaxState{static_cast<double>(offset) / static_cast<double>(scale) * inv_tau, s, t2 * kLn2D, q};
-    }
-    return c;
-  }
+// A thread's (then a warp's, then the block's) running state in f32, base 2, against its own maximum: sums of
+// e = 2^x with x = fma(z, scale, −offset), offset = fl(zmax·scale). 24 bytes: whole 8-byte words for the warp
+// shuffles. Merged in f32 within a block (as the CPU kernels sum a block in f32 lanes); only the block's state
+// goes to f64. An f64 merge per shuffle step would cost more than the block's whole exponential pass on GPUs
+// whose f64 rate is 1/64 of f32.
+struct Softmax32 {
+  float offset, s, t2, q;
+  float zmax;  // largest raw logit seen (the exact maximum, for max p)
+  int bad;     // NaN or +inf seen
 };
+
+AE_DEVICE Softmax32 softmax32_empty() { return Softmax32{-INFINITY, 0.0f, 0.0f, 0.0f, -INFINITY, 0}; }
+
+template <int K>
+AE_DEVICE void softmax32_add(Softmax32& a, const float* z, float scale) {
+  float vmax = z[0];
+#pragma unroll
+  for (int k = 1; k < K; ++k) vmax = max_nan(vmax, z[k]);
+  a.bad |= !(vmax < INFINITY);  // NaN or +inf in the vector
+  if (vmax > a.zmax) {
+    const float new_offset = vmax * scale;
+    if (a.zmax > -INFINITY) {
+      const float d = a.offset - new_offset;  // ≤ 0: rescale what was summed to the new maximum
+      const float f = fast_exp2(d);
+      a.t2 = f * fmaf(d, a.s, a.t2);
+      a.s *= f;
+      a.q *= f * f;
+    }
+    a.zmax = vmax;
+    a.offset = new_offset;
+  }
+  if (!(a.zmax > -INFINITY)) return;  // everything so far is −inf (or NaN): no mass
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    // A NaN entry clamps to the floor here; the row is flagged bad above. −inf weighs 2^−125.9 ≈ 1e-38.
+    const float x = fmaxf(fmaf(z[k], scale, -a.offset), kExp2FloorF);
+    const float e = fast_exp2(x);
+    a.s += e;
+    a.t2 = fmaf(e, x, a.t2);
+    a.q = fmaf(e, e, a.q);
+  }
+}
+
+// Merges `b` into `a`, re-referencing the smaller offset's sums to the larger one (d ≤ 0, so no sum grows).
+AE_DEVICE void softmax32_merge(Softmax32& a, const Softmax32& b) {
+  a.bad |= b.bad;
+  a.zmax = fmaxf(a.zmax, b.zmax);
+  if (!(b.s > 0.0f)) return;  // no mass (or a bad part: the flag carries it)
+  if (!(a.s > 0.0f)) {
+    a.offset = b.offset;
+    a.s = b.s;
+    a.t2 = b.t2;
+    a.q = b.q;
+    return;
+  }
+  if (b.offset > a.offset) {
+    const float d = a.offset - b.offset, f = fast_exp2(d);
+    a.t2 = fmaf(f, fmaf(d, a.s, a.t2), b.t2);
+    a.s = fmaf(f, a.s, b.s);
+    a.q = fmaf(f * f, a.q, b.q);
+    a.offset = b.offset;
+  } else {
+    const float d = b.offset - a.offset, f = fast_exp2(d);
+    a.t2 = fmaf(f, fmaf(d, b.s, b.t2), a.t2);
+    a.s = fmaf(f, b.s, a.s);
+    a.q = fmaf(f * f, b.q, a.q);
+  }
+}
+
+// The block's f64 state in u = z/τ units. The exact reference point of x is offset/scale (the FMA rounds once),
+// as on the CPU.
+AE_DEVICE ChunkState softmax32_chunk(const Softmax32& a, float scale, double inv_tau) {
+  ChunkState c{softmax_state_empty(), a.zmax, a.bad};
+  if (a.s > 0.0f) {
+    c.st = SoftmaxState{static_cast<double>(a.offset) / static_cast<double>(scale) * inv_tau, a.s, a.t2 * kLn2D, a.q};
+  }
+  return c;
+}
 
 // The launch geometry both passes share: block → (row, chunk) and the chunk's span of global elements.
 struct RowChunks {
@@ -162,11 +180,11 @@ AE_DEVICE void for_chunk(const typename D::Storage* data, const Span& sp, F&& f)
 // ---- forward -------------------------------------------------------------------------------------------
 
 struct SoftmaxVisitor {
-  ThreadSoftmax* acc;
+  Softmax32* acc;
   float scale;
   template <int K>
   AE_DEVICE void operator()(const float* z, int64_t) const {
-    acc->template add<K>(z, scale);
+    softmax32_add<K>(*acc, z, scale);
   }
 };
 
@@ -175,14 +193,14 @@ template <typename D, bool kBarrier = true>
 __global__ void __launch_bounds__(kStatsThreads) softmax_chunks_kernel(const typename D::Storage* logits, RowChunks rc,
                                                                        float scale, double inv_tau, const uint8_t* row_mask,
                                                                        ChunkState* partials) {
-  __shared__ ChunkState scratch[32];
+  AE_SHARED(Softmax32, scratch, 32);
   const int64_t row = rc.row();
   if (row_mask != nullptr && ae_ld(row_mask + row) == 0) return;  // uniform over the block: no barrier skipped
-  ThreadSoftmax acc;
+  Softmax32 acc = softmax32_empty();
   for_chunk<D>(logits, rc.span(row, D::kVec), SoftmaxVisitor{&acc, scale});
-  const ChunkState total = block_reduce<kBarrier>(acc.state(scale, inv_tau), scratch, chunk_empty(),
-                                                  [](ChunkState& a, const ChunkState& b) { chunk_merge(a, b); });
-  if (threadIdx.x == 0) ae_st(partials + blockIdx.x, total);
+  const Softmax32 total = block_reduce<kBarrier>(acc, scratch, softmax32_empty(),
+                                                 [](Softmax32& a, const Softmax32& b) { softmax32_merge(a, b); });
+  if (threadIdx.x == 0) ae_st(partials + blockIdx.x, softmax32_chunk(total, scale, inv_tau));
 }
 
 // A row's merged state; false when the row is non-finite (NaN / +inf seen, or no mass).
@@ -406,78 +424,90 @@ AE_DEVICE void kl_chunk_merge(KlChunk& acc, const KlChunk& part) {
   kl_state_merge(acc.st, part.st);
 }
 
-// One thread's running KL state: p from z, q from r, each against its own running maximum (base 2);
-// w₂ = Σ e_p·(x_p − x_q). An entry where p > 0 and q = 0 makes w₂ = +inf (KL is infinite); p = 0 adds 0.
-struct ThreadKl {
-  float zmax = -INFINITY, zoff = -INFINITY, sp = 0.0f, w2 = 0.0f;
-  float rmax = -INFINITY, roff = -INFINITY, sq = 0.0f;
-  int bad = 0;
-
-  template <int K>
-  AE_DEVICE void add(const float* z, const float* r, float scale) {
-    float zm = z[0], rm = r[0];
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      zm = fmaxf(zm, z[k]);
-      rm = fmaxf(rm, r[k]);
-      bad |= !(z[k] < INFINITY) | !(r[k] < INFINITY);
-    }
-    if (rm > rmax) {
-      const float new_off = rm * scale;
-      if (rmax > -INFINITY) {
-        const float d = roff - new_off;  // ≤ 0
-        sq *= fast_exp2(d);
-        w2 -= d * sp;  // every x_q drops by d
-      }
-      rmax = rm;
-      roff = new_off;
-    }
-    if (zm > zmax) {
-      const float new_off = zm * scale;
-      if (zmax > -INFINITY && w2 != INFINITY) {
-        const float d = zoff - new_off;
-        const float a = fast_exp2(d);
-        w2 = a * fmaf(d, sp, w2);
-        sp *= a;
-      }
-      zmax = zm;
-      zoff = new_off;
-    }
-    float ps[K], qs[K], ws[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const float xp = zmax > -INFINITY ? fmaf(z[k], scale, -zoff) : -INFINITY;
-      const float xq = r[k] == -INFINITY ? -INFINITY : fmaf(r[k], scale, -roff);
-      const float ep = fast_exp2(xp);
-      ps[k] = ep;
-      qs[k] = fast_exp2(xq);
-      ws[k] = ep > 0.0f ? ep * (xp - xq) : 0.0f;
-    }
-#pragma unroll
-    for (int w = 1; w < K; w *= 2) {
-#pragma unroll
-      for (int k = 0; k + w < K; k += 2 * w) {
-        ps[k] += ps[k + w];
-        qs[k] += qs[k + w];
-        ws[k] += ws[k + w];
-      }
-    }
-    sp += ps[0];
-    sq += qs[0];
-    w2 += ws[0];
-  }
-
-  AE_DEVICE KlChunk state(float scale, double inv_tau) const {
-    KlChunk c{kl_state_empty(), bad, 0};
-    c.st.sp = sp;
-    c.st.sq = sq;
-    c.st.w = static_cast<double>(w2) * kLn2D;
-    c.st.mp = sp > 0.0f ? static_cast<double>(zoff) / static_cast<double>(scale) * inv_tau : -INFINITY;
-    c.st.mq = sq > 0.0f ? static_cast<double>(roff) / static_cast<double>(scale) * inv_tau : -INFINITY;
-    if (!(sp > 0.0f)) c.st.w = 0.0;  // no p-mass: no terms
-    return c;
-  }
+// One thread's (then the block's) running KL state in f32, base 2: p from z, q from r, each against its own
+// running maximum; w₂ = Σ e_p·(x_p − x_q). An entry where p > 0 and q = 0 makes w₂ = +inf (KL is infinite);
+// p = 0 adds 0. 32 bytes.
+struct Kl32 {
+  float zmax, zoff, sp, w2;
+  float rmax, roff, sq;
+  int bad;
 };
+
+AE_DEVICE Kl32 kl32_empty() { return Kl32{-INFINITY, -INFINITY, 0.0f, 0.0f, -INFINITY, -INFINITY, 0.0f, 0}; }
+
+template <int K>
+AE_DEVICE void kl32_add(Kl32& a, const float* z, const float* r, float scale) {
+  float zm = z[0], rm = r[0];
+#pragma unroll
+  for (int k = 1; k < K; ++k) {
+    zm = max_nan(zm, z[k]);
+    rm = max_nan(rm, r[k]);
+  }
+  a.bad |= !(zm < INFINITY) | !(rm < INFINITY);  // NaN or +inf in either vector
+  if (rm > a.rmax) {
+    const float new_off = rm * scale;
+    if (a.rmax > -INFINITY) {
+      const float d = a.roff - new_off;  // ≤ 0
+      a.sq *= fast_exp2(d);
+      a.w2 -= d * a.sp;  // every x_q drops by d
+    }
+    a.rmax = rm;
+    a.roff = new_off;
+  }
+  if (zm > a.zmax) {
+    const float new_off = zm * scale;
+    if (a.zmax > -INFINITY && a.w2 != INFINITY) {
+      const float d = a.zoff - new_off;
+      const float f = fast_exp2(d);
+      a.w2 = f * fmaf(d, a.sp, a.w2);
+      a.sp *= f;
+    }
+    a.zmax = zm;
+    a.zoff = new_off;
+  }
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const float xp = a.zmax > -INFINITY ? fmaf(z[k], scale, -a.zoff) : -INFINITY;
+    const float xq = r[k] == -INFINITY ? -INFINITY : fmaf(r[k], scale, -a.roff);
+    const float ep = fast_exp2(xp);
+    a.sp += ep;
+    a.sq += fast_exp2(xq);
+    if (ep > 0.0f) a.w2 = fmaf(ep, xp - xq, a.w2);
+  }
+}
+
+// Merges `b` into `a`: each part's sums are re-referenced to the larger offsets, p's by 2^dp and q's by 2^dq,
+// and w₂ = Σ e_p·(x_p − x_q) becomes 2^dp·(w₂ + (dp − dq)·s_p). A part with p-mass but no q-mass has w₂ = +inf.
+AE_DEVICE void kl32_merge(Kl32& a, const Kl32& b) {
+  const bool ap = a.sp > 0.0f, bp = b.sp > 0.0f, aq = a.sq > 0.0f, bq = b.sq > 0.0f;
+  const float zoff = !bp ? a.zoff : !ap ? b.zoff : fmaxf(a.zoff, b.zoff);
+  const float roff = !bq ? a.roff : !aq ? b.roff : fmaxf(a.roff, b.roff);
+  float sp = 0.0f, sq = 0.0f, w2 = 0.0f;
+  const Kl32* parts[2] = {&a, &b};
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const Kl32& x = *parts[k];
+    const float dq = x.sq > 0.0f ? x.roff - roff : 0.0f;
+    if (x.sq > 0.0f) sq = fmaf(fast_exp2(dq), x.sq, sq);
+    if (x.sp > 0.0f) {
+      const float dp = x.zoff - zoff, f = fast_exp2(dp);
+      sp = fmaf(f, x.sp, sp);
+      w2 = x.w2 == INFINITY || w2 == INFINITY ? INFINITY : fmaf(f, fmaf(dp - dq, x.sp, x.w2), w2);
+    }
+  }
+  a = Kl32{fmaxf(a.zmax, b.zmax), zoff, sp, w2, fmaxf(a.rmax, b.rmax), roff, sq, a.bad | b.bad};
+}
+
+// The block's f64 KlState in u, v = z/τ, r/τ units.
+AE_DEVICE KlChunk kl32_chunk(const Kl32& a, float scale, double inv_tau) {
+  KlChunk c{kl_state_empty(), a.bad, 0};
+  c.st.sp = a.sp;
+  c.st.sq = a.sq;
+  c.st.w = a.sp > 0.0f ? static_cast<double>(a.w2) * kLn2D : 0.0;  // no p-mass: no terms
+  c.st.mp = a.sp > 0.0f ? static_cast<double>(a.zoff) / static_cast<double>(scale) * inv_tau : -INFINITY;
+  c.st.mq = a.sq > 0.0f ? static_cast<double>(a.roff) / static_cast<double>(scale) * inv_tau : -INFINITY;
+  return c;
+}
 
 template <typename D, typename F>
 AE_DEVICE void for_chunk_pair(const typename D::Storage* a, const typename D::Storage* b, const Span& sp, F&& f) {
@@ -517,11 +547,11 @@ AE_DEVICE void for_chunk_pair(const typename D::Storage* a, const typename D::St
 }
 
 struct KlVisitor {
-  ThreadKl* acc;
+  Kl32* acc;
   float scale;
   template <int K>
   AE_DEVICE void operator()(const float* z, const float* r) const {
-    acc->template add<K>(z, r, scale);
+    kl32_add<K>(*acc, z, r, scale);
   }
 };
 
@@ -530,14 +560,13 @@ __global__ void __launch_bounds__(kStatsThreads) kl_chunks_kernel(const typename
                                                                   const typename D::Storage* ref_logits, RowChunks rc,
                                                                   float scale, double inv_tau, const uint8_t* row_mask,
                                                                   KlChunk* partials) {
-  __shared__ KlChunk scratch[32];
+  AE_SHARED(Kl32, scratch, 32);
   const int64_t row = rc.row();
   if (row_mask != nullptr && ae_ld(row_mask + row) == 0) return;
-  ThreadKl acc;
+  Kl32 acc = kl32_empty();
   for_chunk_pair<D>(logits, ref_logits, rc.span(row, D::kVec), KlVisitor{&acc, scale});
-  const KlChunk total = block_reduce(acc.state(scale, inv_tau), scratch, KlChunk{kl_state_empty(), 0, 0},
-                                     [](KlChunk& a, const KlChunk& b) { kl_chunk_merge(a, b); });
-  if (threadIdx.x == 0) ae_st(partials + blockIdx.x, total);
+  const Kl32 total = block_reduce(acc, scratch, kl32_empty(), [](Kl32& a, const Kl32& b) { kl32_merge(a, b); });
+  if (threadIdx.x == 0) ae_st(partials + blockIdx.x, kl32_chunk(total, scale, inv_tau));
 }
 
 __global__ void kl_finalize_kernel(int64_t rows, int splits, const uint8_t* row_mask, const KlChunk* partials, float* kl,

@@ -126,7 +126,11 @@ export class DeviceTensor {
 
   /** @internal The addon's handle; throws for a disposed tensor. */
   handle(param: string): number {
-    if (this.#handle === 0) throw argError(ErrorCode.INVALID_ARG_VALUE, param, 'a DeviceTensor that is not disposed', 'a disposed DeviceTensor');
+    if (this.#handle === 0) {
+      throw new EngineError(ErrorCode.INVALID_ARG_VALUE, `Expected a DeviceTensor that is not disposed for ${param} but received a disposed one`, {
+        param, expected: 'a DeviceTensor that is not disposed', received: 'a disposed DeviceTensor',
+      });
+    }
     return this.#handle;
   }
 }
@@ -543,7 +547,8 @@ export function cudaStatus(): CudaStatus {
       defaultDevice = device;
       status = { available: true, path: file, info };
     } else {
-      status = { available: false, path: file, code: 'ERR_CUDA_UNAVAILABLE', message: `${info.errorName ?? 'no device'}: ${info.error ?? 'no CUDA device found'}`, info };
+      // info.error names the driver's error ("cudaErrorNoDevice: no CUDA-capable device is detected").
+      status = { available: false, path: file, code: 'ERR_CUDA_UNAVAILABLE', message: info.error ?? 'no CUDA device found', info };
     }
   } catch (error) {
     status = { available: false, path: file, code: 'ERR_DLOPEN_FAILED', message: (error as Error).message };

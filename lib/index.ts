@@ -73,3 +73,5 @@ export { rolloutCorrection, rolloutCorrectionSync } from './ops/rollout_correcti
 export type {
   RolloutCorrectionInputs, RolloutCorrectionOptions, RolloutCorrectionResult, RolloutCorrectionMetrics,
 } from './ops/rollout_correction';
+export { cudaDevice, cudaStatus, cudaAddonPath, openCudaAddon, CudaDevice, DeviceTensor } from './cuda';
+export type { CudaInfo, CudaStatus, CudaTokenStatsOptions, CudaBackwardOptions, CudaFullKlOptions } from './cuda';

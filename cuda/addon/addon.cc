@@ -110,9 +110,13 @@ Napi::Value JSSetStagingChunkBytes(const Napi::CallbackInfo& info) {
 
 // The device time of the last op's kernels (ms), measured with events on the compute stream.
 Napi::Value JSLastDeviceMs(const Napi::CallbackInfo& info) {
-  auto& ctx = cuda::Context::get();
-  auto lock = ctx.lock();
-  return Napi::Number::New(info.Env(), ctx.last_device_ms());
+  try {
+    auto& ctx = cuda::Context::get();
+    auto lock = ctx.lock();
+    return Napi::Number::New(info.Env(), ctx.last_device_ms());
+  } catch (const CudaError& e) {
+    throw_cuda_error(info.Env(), e);
+  }
 }
 
 // deviceBandwidth(bytes, repeats): device-to-device copies of `bytes`, each timed with events; GB/s counts the
@@ -169,7 +173,11 @@ Napi::Value JSEmuResetError(const Napi::CallbackInfo& info) {
 
 Napi::Value JSEmuSetMemoryLimit(const Napi::CallbackInfo& info) {
   ae_emu::set_memory_limit(static_cast<size_t>(glue::index_arg(info, 0, "bytes")));
-  cuda::Context::get().release_buffers();
+  try {
+    cuda::Context::get().release_buffers();
+  } catch (const CudaError& e) {
+    throw_cuda_error(info.Env(), e);
+  }
   return info.Env().Undefined();
 }
 

@@ -125,7 +125,11 @@ struct BlockRun {
   ucontext_t scheduler;
   const std::function<void()>* body = nullptr;
   bool failed = false;
+  uint64_t serial = 0;      // unique per block run: shared-memory tracking restarts with each block
+  uint64_t generation = 0;  // __syncthreads passed so far in this block
 };
+
+std::atomic<uint64_t> g_block_serial{1};
 
 thread_local BlockRun* t_block = nullptr;
 thread_local Fiber* t_fiber = nullptr;
@@ -146,6 +150,8 @@ bool run_block(BlockRun& run, dim3 block_idx, dim3 block_dim, dim3 grid_dim, std
   const size_t n = static_cast<size_t>(block_dim.x) * block_dim.y * block_dim.z;
   run.fibers.assign(n, Fiber{});
   run.failed = false;
+  run.serial = g_block_serial.fetch_add(1);
+  run.generation = 0;
   for (size_t i = 0; i < n; ++i) {
     Fiber& f = run.fibers[i];
     f.linear = static_cast<int>(i);
@@ -175,6 +181,7 @@ bool run_block(BlockRun& run, dim3 block_idx, dim3 block_dim, dim3 grid_dim, std
       if (live == 0) return true;
       if (at_barrier == live && live == n) {
         for (Fiber& f : run.fibers) f.state = FiberState::Ready;
+        ++run.generation;
         c_barrier_waits.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
@@ -526,16 +533,34 @@ cudaError_t cudaDeviceSynchronize() {
   return sticky();
 }
 
+// Events are owned by the registry and by every queued job that refers to one: cudaEventDestroy with work
+// still pending (allowed by CUDA) only drops the registry's reference.
+namespace {
+std::mutex g_events_mutex;
+std::map<cudaEvent_t, std::shared_ptr<EmuEvent>> g_events;
+
+std::shared_ptr<EmuEvent> event_ref(cudaEvent_t event) {
+  std::lock_guard<std::mutex> lock(g_events_mutex);
+  auto it = g_events.find(event);
+  return it == g_events.end() ? nullptr : it->second;
+}
+}  // namespace
+
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
-  *event = new EmuEvent();
-  (*event)->timing = (flags & cudaEventDisableTiming) == 0;
+  auto e = std::make_shared<EmuEvent>();
+  e->timing = (flags & cudaEventDisableTiming) == 0;
+  *event = e.get();
+  std::lock_guard<std::mutex> lock(g_events_mutex);
+  g_events[*event] = std::move(e);
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  delete event;
-  return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_events_mutex);
+  return g_events.erase(event) > 0 ? cudaSuccess : note(cudaErrorInvalidResourceHandle);
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+cudaError_t cudaEventRecord(cudaEvent_t handle, cudaStream_t stream) {
+  std::shared_ptr<EmuEvent> event = event_ref(handle);
+  if (!event) return note(cudaErrorInvalidResourceHandle);
   uint64_t ticket;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
@@ -551,7 +576,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   });
   return cudaSuccess;
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t handle, unsigned) {
+  std::shared_ptr<EmuEvent> event = event_ref(handle);
+  if (!event) return note(cudaErrorInvalidResourceHandle);
   uint64_t ticket;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
@@ -629,6 +656,16 @@ cudaError_t launch(cudaStream_t stream, dim3 grid, dim3 block, std::function<voi
 const ThreadIndex& self() { return t_fiber != nullptr ? t_fiber->index : t_host_index; }
 
 int lane_id() { return t_fiber->linear % 32; }
+
+SharedClock shared_clock() {
+  if (t_fiber == nullptr) fail_outside_kernel("__shared__ memory used outside a kernel");
+  return SharedClock{t_block->serial, t_block->generation, t_fiber->linear};
+}
+
+[[noreturn]] void fail_outside_kernel(const char* what) {
+  std::fprintf(stderr, "cuda emulator: %s\n", what);
+  std::abort();
+}
 
 [[noreturn]] void fail(cudaError_t error, const std::string& message) {
   const ThreadIndex& i = t_fiber->index;

@@ -20,10 +20,16 @@
 //    (a 16-byte vector load at an address that is not a multiple of 16 faults on a GPU too). A bad access
 //    stops the launch and becomes the context's sticky error (cudaErrorIllegalAddress / cudaErrorMisalignedAddress);
 //  - __shared__ variables are thread_local statics of the worker thread, i.e. one copy per running block
-//    (blocks of one launch run one at a time on the stream's thread);
+//    (blocks of one launch run one at a time on the stream's thread). Shared arrays declared with AE_SHARED
+//    (cuda/device.cuh) are also race-checked: between two __syncthreads, an element written by one thread and
+//    read or written by another, or read by one thread and then written by another, is a data race; so is a
+//    read of an element no thread of the block has written. Either stops the launch with the element, the two
+//    threads and the kind of race. Only __syncthreads separates intervals (the kernels exchange data within a
+//    warp by shuffles, never through shared memory and __syncwarp);
 //  - streams are worker threads with FIFO queues; events, cudaStreamWaitEvent and pinned host buffers have
 //    their real ordering semantics, so a missing synchronisation between staging copies and kernels races
-//    for real. Copies from pageable host memory complete before cudaMemcpyAsync returns, as on a GPU.
+//    for real. Copies from pageable host memory complete before cudaMemcpyAsync returns, as on a GPU. Work
+//    on the legacy default stream (nullptr) runs in the caller once every stream has drained.
 #pragma once
 
 #if !defined(AE_CUDA_EMULATION)
@@ -169,6 +175,106 @@ int lane_id();
 void check_global(const void* p, size_t bytes, size_t align, bool write);
 // Fails the launch with a message (used by device-side checks such as a bad warp mask).
 [[noreturn]] void fail(cudaError_t error, const std::string& message);
+[[noreturn]] void fail_outside_kernel(const char* what);
+
+// Where the calling CUDA thread is, for the shared-memory race check: which block run, how many barriers it has
+// passed, and which thread it is.
+struct SharedClock {
+  uint64_t block;
+  uint64_t generation;
+  int thread;
+};
+SharedClock shared_clock();
+
+// A __shared__ array of N elements of T whose every access is checked against the barrier intervals (see the
+// header comment). Elements are read and written through Ref, which converts to T and assigns from T.
+template <typename T, size_t N>
+class SharedArray {
+ public:
+  explicit SharedArray(const char* name) : name_(name) {}
+
+  class Ref {
+   public:
+    Ref(SharedArray* a, size_t i) : a_(a), i_(i) {}
+    operator T() const { return a_->read(i_); }
+    Ref& operator=(const T& v) {
+      a_->write(i_, v);
+      return *this;
+    }
+    Ref& operator=(const Ref& other) { return *this = static_cast<T>(other); }
+
+   private:
+    SharedArray* a_;
+    size_t i_;
+  };
+
+  Ref operator[](size_t i) {
+    if (i >= N) fail(cudaErrorIllegalAddress, describe(i) + " out of bounds (" + std::to_string(N) + " elements)");
+    return Ref(this, i);
+  }
+
+ private:
+  static constexpr int kNobody = -1, kSeveral = -2;
+
+  // Per element: the barrier interval and thread of the last write, and of the reads since it.
+  struct Track {
+    uint64_t write_generation;
+    uint64_t read_generation;
+    int writer;  // kNobody: not written in this block
+    int reader;  // kNobody, one thread, or kSeveral
+  };
+
+  std::string describe(size_t i) const { return std::string("shared ") + name_ + "[" + std::to_string(i) + "]"; }
+
+  SharedClock enter() {
+    const SharedClock c = shared_clock();
+    if (c.block != block_) {  // a new block: nothing of it has been written yet
+      block_ = c.block;
+      for (Track& t : track_) t = Track{0, 0, kNobody, kNobody};
+    }
+    return c;
+  }
+
+  T read(size_t i) {
+    const SharedClock c = enter();
+    Track& t = track_[i];
+    if (t.writer == kNobody) fail(cudaErrorLaunchFailure, describe(i) + " read before any thread of the block wrote it");
+    if (t.write_generation == c.generation && t.writer != c.thread) {
+      fail(cudaErrorLaunchFailure, "data race on " + describe(i) + ": written by thread " + std::to_string(t.writer) +
+                                       " and read by thread " + std::to_string(c.thread) + " with no __syncthreads between");
+    }
+    if (t.read_generation != c.generation || t.reader == kNobody) {
+      t.read_generation = c.generation;
+      t.reader = c.thread;
+    } else if (t.reader != c.thread) {
+      t.reader = kSeveral;
+    }
+    return data_[i];
+  }
+
+  void write(size_t i, const T& v) {
+    const SharedClock c = enter();
+    Track& t = track_[i];
+    if (t.writer != kNobody && t.write_generation == c.generation && t.writer != c.thread) {
+      fail(cudaErrorLaunchFailure, "data race on " + describe(i) + ": written by threads " + std::to_string(t.writer) +
+                                       " and " + std::to_string(c.thread) + " with no __syncthreads between");
+    }
+    if (t.reader != kNobody && t.read_generation == c.generation && t.reader != c.thread) {
+      const std::string readers = t.reader == kSeveral ? "several threads" : "thread " + std::to_string(t.reader);
+      fail(cudaErrorLaunchFailure, "data race on " + describe(i) + ": read by " + readers + " and then written by thread " +
+                                       std::to_string(c.thread) + " with no __syncthreads between");
+    }
+    t.writer = c.thread;
+    t.write_generation = c.generation;
+    t.reader = kNobody;
+    data_[i] = v;
+  }
+
+  const char* name_;
+  uint64_t block_ = 0;
+  T data_[N];
+  Track track_[N];
+};
 
 }  // namespace ae_emu
 

@@ -1,9 +1,6 @@
 // The emulator's own tests (emulation builds only): small kernels that must fault, or must compute a known
 // answer, under the emulated execution model. test/cuda_emulation.test.ts runs each by name and checks the
 // outcome; the broken-barrier check on the real statistics kernel lives in token_stats.cu.
-#include <functional>
-#include <map>
-
 #include "../addon/cuda_glue.h"
 #include "../device.cuh"
 
@@ -52,18 +49,29 @@ __global__ void warp_ops_kernel(float* out) {
 }
 
 // A block-wide sum through shared memory, with or without the barrier between writes and reads: thread 0
-// reads every other thread's slot. Without the barrier the result depends on the schedule.
-template <bool kBarrier>
+// reads every other thread's slot. `Checked` picks the race-checked AE_SHARED array or a plain __shared__ one:
+// without the barrier the first reports the race, the second gives schedule-dependent sums.
+template <bool kBarrier, bool kChecked>
 __global__ void shared_sum_kernel(float* out) {
-  __shared__ float slots[256];
-  slots[threadIdx.x] = static_cast<float>(threadIdx.x + 1 + blockIdx.x);
+  AE_SHARED(float, checked, 256);
+  __shared__ float plain[256];
+  const float v = static_cast<float>(threadIdx.x + 1 + blockIdx.x);
+  if (kChecked) checked[threadIdx.x] = v;
+  else plain[threadIdx.x] = v;
   if (kBarrier) __syncthreads();
   if (threadIdx.x == 0) {
     float s = 0.0f;
-    for (unsigned k = 0; k < blockDim.x; ++k) s += slots[k];
+    for (unsigned k = 0; k < blockDim.x; ++k) s += kChecked ? static_cast<float>(checked[k]) : plain[k];
     ae_st(out + blockIdx.x, s);
   }
-  if (kBarrier) __syncthreads();  // the slots are rewritten by the next block on this worker
+}
+
+// Reads a shared element no thread of the block has written.
+__global__ void unwritten_shared_kernel(float* out) {
+  AE_SHARED(float, slots, 64);
+  if (threadIdx.x != 3) slots[threadIdx.x] = 1.0f;
+  __syncthreads();
+  if (threadIdx.x == 0) ae_st(out, static_cast<float>(slots[3]));
 }
 
 // Device memory for one self test. Not copyable: kernels get its pointer, never the owner (a launch lambda
@@ -111,13 +119,18 @@ EmuSelfTestResult run_emu_self_test(const std::string& name) {
     Scratch out(2 * 64 * 4);
     float* o = out.p;
     r = finish(AE_LAUNCH(warp_ops_kernel, dim3(2), dim3(64), nullptr, o), o, 2 * 64 * 4);
-  } else if (name == "shared-sum" || name == "shared-sum-no-barrier") {
+  } else if (name == "shared-sum" || name == "shared-sum-no-barrier" || name == "shared-sum-no-barrier-unchecked") {
     Scratch out(8);
     float* o = out.p;
-    constexpr auto good = shared_sum_kernel<true>;
-    constexpr auto broken = shared_sum_kernel<false>;
-    r = name == "shared-sum" ? finish(AE_LAUNCH(good, dim3(8), dim3(256), nullptr, o), o, 8)
-                             : finish(AE_LAUNCH(broken, dim3(8), dim3(256), nullptr, o), o, 8);
+    constexpr auto good = shared_sum_kernel<true, true>;
+    constexpr auto broken = shared_sum_kernel<false, true>;
+    constexpr auto unchecked = shared_sum_kernel<false, false>;
+    const auto kernel = name == "shared-sum" ? good : name == "shared-sum-no-barrier" ? broken : unchecked;
+    r = finish(AE_LAUNCH(kernel, dim3(8), dim3(256), nullptr, o), o, 8);
+  } else if (name == "unwritten-shared") {
+    Scratch out(1);
+    float* o = out.p;
+    r = finish(AE_LAUNCH(unwritten_shared_kernel, dim3(1), dim3(64), nullptr, o), o, 1);
   } else {
     r.error = "unknown";
     r.message = "no self test named " + name;
