@@ -10,26 +10,8 @@
 namespace ae {
 namespace {
 
-// The same f32 exp as the policy-loss kernels (native/policy_loss_kernels.h ExpF32).
-struct Exp32 {
-  float operator()(float x) const {
-    x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
-    const float n = static_cast<float>(static_cast<int>(x * 1.44269504f + (x < 0.0f ? -0.5f : 0.5f)));
-    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-  }
-};
+#include "exp_f32.h"
+
 struct Exp64 {
   double operator()(double x) const { return std::exp(x); }
 };
@@ -75,7 +57,7 @@ index_t run(const KlPenaltyArgs& a) {
 }  // namespace
 
 index_t kl_penalty(const KlPenaltyArgs& a) {
-  return a.exact ? run<double, Exp64>(a) : run<float, Exp32>(a);
+  return a.exact ? run<double, Exp64>(a) : run<float, ExpF32>(a);
 }
 
 }  // namespace ae

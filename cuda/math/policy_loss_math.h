@@ -12,11 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define AE_HD __host__ __device__ __forceinline__
-#else
-#define AE_HD inline
-#endif
+#include "host_device.h"
 
 namespace ae {
 

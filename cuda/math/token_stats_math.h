@@ -13,11 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define AE_HD __host__ __device__ __forceinline__
-#else
-#define AE_HD inline
-#endif
+#include "host_device.h"
 
 namespace ae {
 

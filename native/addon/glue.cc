@@ -122,6 +122,13 @@ class JobWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
+int enum_code(Napi::Env env, double value, int count, const std::string& what) {
+  if (!(value >= 0 && value < count) || value != static_cast<double>(static_cast<int>(value))) {
+    throw_error(env, "ERR_INVALID_ARG_VALUE", "invalid " + what);
+  }
+  return static_cast<int>(value);
+}
+
 Napi::Value run_job(Napi::Env env, bool async, const std::vector<Array>& keep, std::function<index_t()> job) {
   if (!async) return Napi::Number::New(env, static_cast<double>(job()));
   auto* worker = new JobWorker(env, keep, std::move(job));

@@ -38,6 +38,9 @@ DType dtype_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 index_t index_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 double positive_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 bool bool_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+// An enum code carried as a double (a packed Float64Array of parameters): an integer in [0, count), or a thrown
+// ERR_INVALID_ARG_VALUE naming `what`.
+int enum_code(Napi::Env env, double value, int count, const std::string& what);
 // rows·vocab, or a thrown ERR_OUT_OF_RANGE when it overflows size_t.
 size_t checked_product(Napi::Env env, index_t rows, index_t vocab);
 

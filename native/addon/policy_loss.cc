@@ -25,11 +25,7 @@ constexpr int kSummaryLoss = 0, kSummarySums = 1, kSummaryRatioMin = kSummarySum
               kSummarySize = kSummaryNonFiniteRow + 1;
 
 int enum_param(Napi::Env env, const double* p, int k, int count, const char* name) {
-  const double v = p[k];
-  if (!(v >= 0 && v < count) || v != static_cast<double>(static_cast<int>(v))) {
-    glue::throw_error(env, "ERR_INVALID_ARG_VALUE", std::string("policyLoss: invalid ") + name);
-  }
-  return static_cast<int>(v);
+  return glue::enum_code(env, p[k], count, std::string("policyLoss: ") + name);
 }
 
 // JS: policyLoss(rows, cols, exact, logprob, oldLogprob, advantages, advantagesPerRow, isWeights|null,

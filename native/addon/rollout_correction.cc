@@ -16,10 +16,7 @@ constexpr int kParams = 8;
 constexpr int kSummarySize = kCorrSums + 3;
 
 int enum_at(Napi::Env env, const double* p, int k, int count, const char* name) {
-  if (!(p[k] >= 0 && p[k] < count) || p[k] != static_cast<double>(static_cast<int>(p[k]))) {
-    glue::throw_error(env, "ERR_INVALID_ARG_VALUE", std::string("rolloutCorrection: invalid ") + name);
-  }
-  return static_cast<int>(p[k]);
+  return glue::enum_code(env, p[k], count, std::string("rolloutCorrection: ") + name);
 }
 
 // JS: rolloutCorrection(rows, cols, exact, oldLogprob, rolloutLogprob, mask, weights, keep, params, summary, async)
