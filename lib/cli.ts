@@ -19,6 +19,7 @@ import { parseBench, runBench } from './cli_bench';
 import { HELP_SERVE, runServe } from './bridge/serve';
 import { BRIDGE_BENCH_DEFAULTS, runBridgeBench } from '../bench/bridge.bench';
 import { HELP_TRAIN_DEMO, runTrainDemo } from '../examples/train-grpo';
+import { HELP_TRAIN_EARLY_EXIT, runTrainEarlyExit } from '../examples/train-early-exit';
 
 function packageVersion(): string {
   try {
@@ -40,6 +41,8 @@ Commands:
   bench-bridge [--rows N --vocab V --repeats K --tiny M --python P --json]
                        the Python bridge: tiny-request round trip, tokenStats through shared memory vs direct
   train-demo [options] train a small policy with GRPO on the engine's signals (reward curve, SVG chart)
+  train-early-exit [options]
+                       train a policy to stop thinking early (S-GRPO or length reward, exit monitor)
   help [command]       this text, or a command's
 
 Options:
@@ -90,7 +93,9 @@ Every option that takes a value also takes a comma list; every combination is ru
 Options:
   --op OP          token-stats (default), or one of:
                    ${benchOpHelp()}
-  --backend B      cpu | js (default: cpu when the native addon is loaded, else js)
+  --backend B      cpu | js | cuda (default: cpu when the native addon is loaded, else js). cuda: the token
+                   statistics ops on the GPU (device-resident bf16 / f16 / f32 logits, default 16384 × 151936
+                   bf16, 20 repeats timed with CUDA events) against the device's copy bandwidth
   --dtype D        input dtype (default: the op's first)
   --rows N         rows (default: the op's). On js, fewer rows are used when five calls would take over
                    twice --min-time: rows are cut so that a call takes about --min-time / 10, and the rows
@@ -181,7 +186,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === 'help') {
     const topic = rest[0];
-    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH() : topic === 'serve' ? HELP_SERVE : topic === 'train-demo' ? HELP_TRAIN_DEMO : undefined;
+    const text = topic === undefined ? HELP_MAIN : topic === 'info' ? HELP_INFO : topic === 'bench' ? HELP_BENCH() : topic === 'serve' ? HELP_SERVE : topic === 'train-demo' ? HELP_TRAIN_DEMO : topic === 'train-early-exit' ? HELP_TRAIN_EARLY_EXIT : undefined;
     if (text === undefined) throw new UsageError(`help: unknown command '${topic}'`);
     console.log(text);
     return 0;
@@ -189,6 +194,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (command === 'info') return runInfo(rest);
   if (command === 'serve') return runServe(rest);
   if (command === 'train-demo') return runTrainDemo(rest);
+  if (command === 'train-early-exit') return runTrainEarlyExit(rest);
   if (command === 'bench-bridge') {
     const flags = parseFlags('bench-bridge', rest, ['rows', 'vocab', 'repeats', 'tiny', 'python'], ['json']);
     const int = (name: 'rows' | 'vocab' | 'repeats' | 'tiny') => {
@@ -220,7 +226,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     if (error instanceof UsageError) {
-      const command = ['info', 'bench', 'serve', 'train-demo'].includes(process.argv[2]) ? `${process.argv[2]} ` : '';
+      const command = ['info', 'bench', 'serve', 'train-demo', 'train-early-exit'].includes(process.argv[2]) ? `${process.argv[2]} ` : '';
       console.error(`${PROGRAM} ${error.message}\nRun '${PROGRAM} ${command}--help' for usage.`);
       process.exitCode = 2;
     } else if (error instanceof RunError) {

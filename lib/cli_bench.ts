@@ -7,9 +7,11 @@
 import * as os from 'os';
 import Benchmark from 'benchmark';
 import { backendInfo, nativeAddon } from './backend';
+import { cudaStatus } from './cuda';
 import { DTYPE_BYTES, type DType } from './tensor';
 import { CALL_OVERHEAD_VOCABS, DTYPES, breakEven, callOverheadCases, type CallCase } from '../bench/token_stats.bench';
 import { OPS, secondsPerRow, type Backend, type Case } from '../bench/ops';
+import { CUDA_BENCH_DTYPES, CUDA_BENCH_OPS, runCudaBench, type CudaBenchCase, type CudaBenchResult } from '../bench/cuda.bench';
 import {
   Progress,
   Table,
@@ -32,6 +34,8 @@ export const BENCH_OPS: readonly string[] = [...Object.keys(OPS), 'call-overhead
 export interface BenchOptions {
   ops: string[];
   backends: Backend[];
+  /** --backend cuda: the CUDA token statistics on the device (bench/cuda.bench.ts). */
+  cuda: boolean;
   dtypes?: DType[];
   rows?: number[];
   cols?: number[];
@@ -73,7 +77,9 @@ export function parseBench(args: readonly string[]): BenchOptions | null {
   );
   if (flags.has('help')) return null;
   const loaded = backendInfo().native.loaded;
-  const backends = choices<Backend>(flags, 'backend', ['cpu', 'js']) ?? [loaded ? 'cpu' : 'js'];
+  const requested = choices<Backend | 'cuda'>(flags, 'backend', ['cpu', 'js', 'cuda']);
+  const cuda = requested?.includes('cuda') ?? false;
+  const backends: Backend[] = requested ? requested.filter((b): b is Backend => b !== 'cuda') : [loaded ? 'cpu' : 'js'];
   const isas = choices(flags, 'isa', ['scalar', 'avx2', 'avx512']);
   if (backends.includes('cpu') && !loaded) {
     const attempts = backendInfo().native.attempts.map((a) => `  ${a.candidate}: ${a.code}: ${a.message}`).join('\n');
@@ -88,6 +94,12 @@ export function parseBench(args: readonly string[]): BenchOptions | null {
   const seed = integers(flags, 'seed', 0, 0xffffffff);
   if (seed && seed.length > 1) throw new UsageError('bench: --seed takes one value');
   const ops = choices<string>(flags, 'op', BENCH_OPS) ?? ['token-stats'];
+  if (cuda) {
+    const other = ops.filter((op) => !(CUDA_BENCH_OPS as readonly string[]).includes(op));
+    if (other.length) throw new UsageError(`bench: --backend cuda runs ${CUDA_BENCH_OPS.join(', ')}, not ${other.join(', ')}`);
+    const status = cudaStatus();
+    if (!status.available) throw new RunError(`bench: the cuda backend is not available: ${status.code}: ${status.message}`);
+  }
   const params: Record<string, string[]> = {};
   for (const name of paramNames) {
     const values = list(flags, name);
@@ -105,6 +117,7 @@ export function parseBench(args: readonly string[]): BenchOptions | null {
   return {
     ops,
     backends,
+    cuda,
     dtypes: choices<DType>(flags, 'dtype', DTYPES),
     rows: integers(flags, 'rows', 1, 1 << 24),
     cols: integers(flags, 'cols', 1, 1 << 26) ?? integers(flags, 'vocab', 1, 1 << 26),
@@ -247,7 +260,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
   }
   let headerShown = false;
   try {
-    for (const op of options.ops) {
+    if (options.cuda) headerShown = runCuda(options, table);
+    for (const op of options.backends.length ? options.ops : []) {
       if (op === 'call-overhead') {
         flushNotes();
         headerShown = false;
@@ -291,6 +305,31 @@ export async function runBench(options: BenchOptions): Promise<number> {
     progress.clear();
   }
   return 0;
+}
+
+/** The --backend cuda cases: every (op, dtype, rows, cols) on the device. Returns whether a table header was printed. */
+function runCuda(options: BenchOptions, table: Table): boolean {
+  const dtypes = options.dtypes ?? ['bf16'];
+  const unsupported = dtypes.filter((d) => !CUDA_BENCH_DTYPES.includes(d));
+  if (unsupported.length) throw new RunError(`bench: --backend cuda takes --dtype ${CUDA_BENCH_DTYPES.join(' | ')}, not ${unsupported.join(',')}`);
+  const cases: CudaBenchCase[] = [];
+  for (const op of options.ops as (typeof CUDA_BENCH_OPS)[number][]) {
+    for (const dtype of dtypes) {
+      for (const rows of options.rows ?? [16384]) {
+        for (const cols of options.cols ?? [151936]) cases.push({ op, dtype, rows, cols, repeats: 20 });
+      }
+    }
+  }
+  if (!options.json) table.header();
+  runCudaBench(cases, options.seed, (r: CudaBenchResult) => {
+    if (options.json) console.log(JSON.stringify(r));
+    else {
+      table.row([r.op, 'cuda', r.dtype, `${r.rows}×${r.cols}`, '-', '-', formatSeconds(r.medianMs / 1000), formatSi(r.elementsPerSec),
+        fixed(r.gbPerSec, 2), fixed(r.readBandwidthGbPerSec, 2), fixed(r.bandwidthFraction, 3), String(r.samples)]);
+    }
+  });
+  note(options, `cuda: device time (CUDA events), against the device's copy bandwidth (read + written) measured in the same process`);
+  return !options.json;
 }
 
 function runThroughput(options: BenchOptions, progress: Progress, requested: Case, threads: number, isa: string | null): Result {
