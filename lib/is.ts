@@ -209,3 +209,23 @@ export function kernelMask(value: unknown, param: string, length: number): Uint8
   }
   return mask01(value, param, length);
 }
+
+/**
+ * A Float32Array or Float64Array used as given, or a number[] copied into a Float64Array, of `length` elements
+ * (any length when undefined). Values are not checked.
+ */
+export function floatArray(value: unknown, param: string, length?: number): FloatArray {
+  let out: FloatArray;
+  if (value instanceof Float32Array || value instanceof Float64Array) out = value;
+  else if (Array.isArray(value)) {
+    out = new Float64Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      if (typeof value[i] !== 'number') throw argError(ErrorCode.INVALID_ARG_TYPE, `${param}[${i}]`, 'a number', value[i]);
+      out[i] = value[i];
+    }
+  } else {
+    throw argError(ErrorCode.INVALID_ARG_TYPE, param, 'a Float32Array, Float64Array or number[]', value);
+  }
+  if (length !== undefined && out.length !== length) throw argError(ErrorCode.SHAPE_MISMATCH, param, `${length} values`, value);
+  return out;
+}

@@ -20,19 +20,7 @@ export function nonFinite(param: string, index: number, row?: number): EngineErr
 
 /** A float array of `length` elements (any length when undefined). */
 export function valuesOf(value: unknown, param: string, length?: number): Values {
-  let out: Values;
-  if (value instanceof Float32Array || value instanceof Float64Array) out = value;
-  else if (Array.isArray(value)) {
-    out = new Float64Array(value.length);
-    for (let i = 0; i < value.length; i++) {
-      if (typeof value[i] !== 'number') throw argError(ErrorCode.INVALID_ARG_TYPE, `${param}[${i}]`, 'a number', value[i]);
-      out[i] = value[i];
-    }
-  } else throw argError(ErrorCode.INVALID_ARG_TYPE, param, 'a Float32Array, Float64Array or number[]', value);
-  if (length !== undefined && out.length !== length) {
-    throw argError(ErrorCode.SHAPE_MISMATCH, param, `${length} values`, value);
-  }
-  return out;
+  return is.floatArray(value, param, length);
 }
 
 /** valuesOf, every entry finite (NaN / ±inf → ERR_AE_NON_FINITE naming the index), as f64. */

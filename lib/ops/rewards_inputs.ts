@@ -16,20 +16,7 @@ export type Integers = Int32Array | Uint32Array | Float64Array | readonly number
 
 /** A numeric array of `length` values (any length when undefined), finite unless `allowNaN` (NaN only). */
 export function numbers(value: unknown, param: string, length?: number, allowNaN = false): Float32Array | Float64Array {
-  let out: Float32Array | Float64Array;
-  if (value instanceof Float32Array || value instanceof Float64Array) out = value;
-  else if (Array.isArray(value)) {
-    out = new Float64Array(value.length);
-    for (let i = 0; i < value.length; i++) {
-      if (typeof value[i] !== 'number') throw argError(ErrorCode.INVALID_ARG_TYPE, `${param}[${i}]`, 'a number', value[i]);
-      out[i] = value[i];
-    }
-  } else {
-    throw argError(ErrorCode.INVALID_ARG_TYPE, param, 'a Float32Array, Float64Array or number[]', value);
-  }
-  if (length !== undefined && out.length !== length) {
-    throw argError(ErrorCode.SHAPE_MISMATCH, param, `${length} values`, value);
-  }
+  const out = is.floatArray(value, param, length);
   for (let i = 0; i < out.length; i++) {
     const x = out[i];
     if (x - x !== 0 && !(allowNaN && x !== x)) {
