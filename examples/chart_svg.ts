@@ -21,7 +21,8 @@ const TOP = 40;
 const BOTTOM = 40;
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"';
 
-interface Panel {
+/** One panel of a chart: its lines share a y axis [0, yMax]; guides are dashed horizontal lines. */
+export interface Panel {
   label: string;
   lines: { values: number[]; color: string; width: number; opacity?: number; name: string }[];
   yMax: number;
@@ -39,7 +40,8 @@ function tickStep(max: number, count: number): number {
   return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? raw;
 }
 
-function trailing(values: number[], window: number): number[] {
+/** Mean of the `window` values ending at each index (fewer at the start). */
+export function trailing(values: number[], window: number): number[] {
   let sum = 0;
   return values.map((v, i) => {
     sum += v - (i >= window ? values[i - window] : 0);
@@ -79,13 +81,18 @@ export function trainingChartSvg(history: readonly StepLog[], options: ChartOpti
       guides: [],
     },
   ];
+  return chartSvg(options.title, steps, panels);
+}
+
+/** Panels stacked over one step axis (steps numbered from 1), as an SVG document. */
+export function chartSvg(title: string, steps: number, panels: readonly Panel[]): string {
   const plotWidth = WIDTH - LEFT - RIGHT;
   const height = TOP + panels.length * PANEL_HEIGHT + (panels.length - 1) * GAP + BOTTOM;
   const x = (s: number) => LEFT + (steps <= 1 ? 0 : (s / (steps - 1)) * plotWidth);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}">`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${LEFT}" y="22" ${FONT} font-size="14" font-weight="600" fill="#111827">${esc(options.title)}</text>`,
+    `<text x="${LEFT}" y="22" ${FONT} font-size="14" font-weight="600" fill="#111827">${esc(title)}</text>`,
   ];
   panels.forEach((panel, p) => {
     const top = TOP + p * (PANEL_HEIGHT + GAP);

@@ -142,7 +142,7 @@ export class SequenceTask {
 }
 
 /** Time inside engine calls, summed. */
-class EngineClock {
+export class EngineClock {
   ns = 0n;
   time<R>(call: () => R): R {
     const start = process.hrtime.bigint();
@@ -207,7 +207,7 @@ function sampleTokens(logits: Float32Array, tokens: Int32Array, k: number, G: nu
 }
 
 /** Chooses `k` of `n` prompts without replacement (partial Fisher–Yates), in ascending order. */
-function choosePrompts(n: number, k: number, r: Sfc32): Int32Array {
+export function choosePrompts(n: number, k: number, r: Sfc32): Int32Array {
   const all = Int32Array.from({ length: n }, (_, i) => i);
   if (k === n) return all;
   for (let i = 0; i < k; i++) {
@@ -217,7 +217,7 @@ function choosePrompts(n: number, k: number, r: Sfc32): Int32Array {
   return all.slice(0, k).sort();
 }
 
-function mean(values: ArrayLike<number>): number {
+export function mean(values: ArrayLike<number>): number {
   let s = 0;
   for (let k = 0; k < values.length; k++) s += values[k];
   return values.length === 0 ? 0 : s / values.length;
@@ -425,21 +425,21 @@ Options:
   --json             one JSON object per step (StepLog), then a summary object
   -h, --help         this text`;
 
-function intFlag(value: string | true | undefined, name: string, min: number): number | undefined {
+export function intFlag(value: string | true | undefined, name: string, min: number, command = 'train-demo'): number | undefined {
   if (value === undefined) return undefined;
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`train-demo: invalid --${name} '${value}' (expected an integer ≥ ${min})`);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${command}: invalid --${name} '${value}' (expected an integer ≥ ${min})`);
   return n;
 }
 
-function numberFlag(value: string | true | undefined, name: string): number | undefined {
+export function numberFlag(value: string | true | undefined, name: string, command = 'train-demo'): number | undefined {
   if (value === undefined) return undefined;
   const n = typeof value === 'string' && /^(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(value) ? Number(value) : NaN;
-  if (!Number.isFinite(n)) throw new UsageError(`train-demo: invalid --${name} '${value}' (expected a number ≥ 0)`);
+  if (!Number.isFinite(n)) throw new UsageError(`${command}: invalid --${name} '${value}' (expected a number ≥ 0)`);
   return n;
 }
 
-function fixed(x: number, digits: number, width: number): string {
+export function fixed(x: number, digits: number, width: number): string {
   return x.toFixed(digits).padStart(width);
 }
 

@@ -134,8 +134,8 @@ test('the tarball holds the compiled API and the prebuilt addon, and nothing fro
 test('the repo itself publishes only its `files` (npm pack --dry-run in the working tree)', () => {
   const r = run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, env: cleanEnv() });
   const files = (parseNpmJson(r.stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
-  // dist/examples: the modules of the `train-demo` command (the GRPO example it runs).
-  const allowed = /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/lib\/|dist\/bench\/|dist\/examples\/(train-grpo|policy_mlp|chart_svg)\.|prebuilds\/|native\/|cuda\/)/;
+  // dist/examples: the modules of the `train-demo` and `train-early-exit` commands (the examples they run).
+  const allowed = /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/lib\/|dist\/bench\/|dist\/examples\/(train-grpo|policy_mlp|chart_svg|train-early-exit)\.|prebuilds\/|native\/|cuda\/)/;
   expect(files.filter((f) => !allowed.test(f))).toEqual([]);
   expect(files.filter((f) => /^(build|build-cmake[^/]*|node_modules)\//.test(f))).toEqual([]);
 });
