@@ -23,7 +23,7 @@ enum Accumulator : int {
   kAccPolicy = kSumPolicyLoss, kAccExtra = kSumExtraLoss, kAccValid = kSumValid, kAccClippedLow = kSumClippedLow,
   kAccClippedHigh = kSumClippedHigh, kAccDualClipped = kSumDualClipped, kAccNegLogRatio = kSumNegLogRatio,
   kAccAbsLogRatio = kSumAbsLogRatio, kAccRatio = kSumRatio, kAccEntropy = kSumEntropy, kAccKl = kSumKl,
-  kAccSelected = kSumSelected, kAccBad = kRowSums, kAccRatioMin, kAccRatioMax, kAccumulators
+  kAccSelected = kSumSelected, kAccRatioMin = kRowSums, kAccRatioMax, kAccumulators
 };
 
 // Copies a chunk of outputs to the caller's array. Where the ISA has them, with non-temporal stores from the
@@ -89,7 +89,7 @@ void kl_chunk(KlEstimator est, const R* lp, const R* ref, int count, KlClamp gua
 // Which sums a token loop keeps (bits of Accumulator): the mode's own, plus the extras' when a reference or an
 // entropy is given. Fewer sums, fewer stores per token: the loops are bound by them as much as by memory.
 constexpr unsigned bit(Accumulator a) { return 1u << a; }
-constexpr unsigned kBaseSums = bit(kAccPolicy) | bit(kAccNegLogRatio) | bit(kAccRatio) | bit(kAccBad) |
+constexpr unsigned kBaseSums = bit(kAccPolicy) | bit(kAccNegLogRatio) | bit(kAccRatio) |
                                bit(kAccRatioMin) | bit(kAccRatioMax);
 constexpr unsigned kClipSums = bit(kAccClippedLow) | bit(kAccClippedHigh);
 constexpr unsigned kExtraSums = bit(kAccExtra) | bit(kAccEntropy) | bit(kAccKl);
@@ -151,8 +151,8 @@ inline void token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenF
       const bool valid = m_t != R(0);
       const R pe = e_t != R(0) ? w_t : R(0);
       const TokenLoss<R> tok = token(lp_t, old_t, adv_t, sel_t);
-      // (x − x) is 0 for finite x and NaN for ±inf / NaN: one sum tests every input of the token, and a
-      // lane sum of them is 0 exactly when every valid token's inputs are finite.
+      // (x − x) is 0 for finite x and NaN for ±inf / NaN: added to the token's −δ, it makes the row's Σ −δ NaN
+      // exactly when a valid token has a non-finite input (δ itself is clamped, so the sum cannot overflow).
       const R check = (lp_t - lp_t) + (old_t - old_t) + (adv_t - adv_t) + (w_t - w_t) + (ref_t - ref_t) + (ent_t - ent_t);
       const R delta = clamp_value(lp_t - old_t, clamp_low, clamp_high);
       if constexpr (kExtras) {
@@ -171,20 +171,19 @@ inline void token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenF
       if constexpr ((kSums & bit(kAccClippedLow)) != 0) part[kAccClippedLow][j] = valid ? tok.clipped_low : R(0);
       if constexpr ((kSums & bit(kAccClippedHigh)) != 0) part[kAccClippedHigh][j] = valid ? tok.clipped_high : R(0);
       if constexpr ((kSums & bit(kAccDualClipped)) != 0) part[kAccDualClipped][j] = valid ? tok.dual_clipped : R(0);
-      part[kAccNegLogRatio][j] = valid ? -delta : R(0);
+      part[kAccNegLogRatio][j] = valid ? -delta + check : R(0);
       if constexpr ((kSums & bit(kAccAbsLogRatio)) != 0) {
         part[kAccAbsLogRatio][j] = valid ? (delta < R(0) ? -delta : delta) : R(0);
       }
       part[kAccRatio][j] = valid ? tok.ratio : R(0);
       if constexpr ((kSums & bit(kAccSelected)) != 0) part[kAccSelected][j] = valid ? sel_t : R(0);
-      part[kAccBad][j] = valid ? check : R(0);  // NaN makes the lane sum NaN
       part[kAccRatioMin][j] = valid ? tok.ratio : R(INFINITY);
       part[kAccRatioMax][j] = valid ? tok.ratio : R(-INFINITY);
     }
     store_chunk(row.loss_out + t0, loss_out, count);
     store_chunk(row.grad_out + t0, grad_out, count);
     if (kExtras) store_chunk(row.grad_ent_out + t0, grad_ent_out, count);
-    for (int k = 0; k <= kAccBad; k++) {
+    for (int k = 0; k < kRowSums; k++) {
       if ((kSums & (1u << k)) == 0) continue;
       for (int j = count; j < kChunk; j++) part[k][j] = R(0);
       for (int i = 0; i < kChunk; i += kLanes) {
@@ -206,7 +205,7 @@ inline void token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenF
     for (int k = 0; k < kRowSums; k++) out.sums[k] += static_cast<double>(lane[k][j]);
     out.ratio_min = lane[kAccRatioMin][j] < out.ratio_min ? lane[kAccRatioMin][j] : out.ratio_min;
     out.ratio_max = lane[kAccRatioMax][j] > out.ratio_max ? lane[kAccRatioMax][j] : out.ratio_max;
-    out.non_finite = out.non_finite || lane[kAccBad][j] != R(0);
+    out.non_finite = out.non_finite || lane[kAccNegLogRatio][j] != lane[kAccNegLogRatio][j];
   }
   stream_fence();
 }

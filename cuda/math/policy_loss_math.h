@@ -65,7 +65,7 @@ template <PolicyMode M, typename R, typename Exp>
 AE_HD TokenLoss<R> token_policy_loss(const PolicyParams<R>& p, R lp, R old, R adv, R selected, Exp exp_fn) {
   const R delta_raw = lp - old;
   const R delta = clamp_value(delta_raw, p.clamp_low, p.clamp_high);
-  const R inside = flag<R>(delta_raw >= p.clamp_low) * flag<R>(delta_raw <= p.clamp_high);
+  const R inside = flag<R>(delta == delta_raw);  // the clamp passes gradient where it leaves δ unchanged
   const R r = exp_fn(delta);
   const R rc = clamp_value(r, p.ratio_low, p.ratio_high);
   const R high = flag<R>(adv > R(0)) * flag<R>(r > p.ratio_high);
