@@ -73,7 +73,8 @@ class Context {
   int multiprocessors = 1;
 
   // Scratch on the device: [0] chunk states, [1] per-row arrays, [2] per-row gradient coefficients,
-  // [3..8] staged input chunks (two inputs × two slots), [9..10] output chunks (two slots); pinned: [0..3]
+  // [3..8] staged input chunks (two inputs × two slots), [9..10] output chunks (two slots), [11] the arrays of
+  // a policy-loss call (cuda/policy_loss.cu); pinned: [0..3]
   // staged inputs, [4..5] outputs (see run_row_pipeline). The bandwidth probe borrows [3] and [4].
   GrowingBuffer& device_scratch(int k) { return *device_[k]; }
   GrowingBuffer& pinned_scratch(int k) { return *pinned_[k]; }
@@ -95,6 +96,34 @@ class Context {
   static constexpr int kDevice = 12, kPinned = 6;
   GrowingBuffer* device_[kDevice];
   GrowingBuffer* pinned_[kPinned];
+};
+
+// Device arrays of one call (per-row arrays, small inputs and outputs), carved out of one scratch buffer at
+// 256-byte offsets: add() every array first, then allocate() once, then upload() / at().
+class RowArrays {
+ public:
+  size_t add(size_t bytes) {
+    const size_t at = size_;
+    size_ += (bytes + 255) / 256 * 256;
+    return at;
+  }
+  void allocate(GrowingBuffer& buffer) { base_ = static_cast<char*>(buffer.get(size_)); }
+  template <typename T>
+  T* at(size_t offset) const {
+    return reinterpret_cast<T*>(base_ + offset);
+  }
+  // Uploads `count` host values (nothing when `host` is null) and returns the device copy, or null.
+  template <typename T>
+  const T* upload(size_t offset, const T* host, index_t count, cudaStream_t stream) const {
+    if (host == nullptr) return nullptr;
+    check(cudaMemcpyAsync(at<T>(offset), host, static_cast<size_t>(count) * sizeof(T), cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync (row arrays)");
+    return at<T>(offset);
+  }
+
+ private:
+  size_t size_ = 0;
+  char* base_ = nullptr;
 };
 
 // Row chunks of up to `chunk_rows` rows. For each chunk, `compute(first_row, rows, inputs, output, stream)`

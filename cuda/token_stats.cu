@@ -39,33 +39,6 @@ cudaError_t launch_softmax_chunks(const typename D::Storage* z, const RowChunks&
   return AE_LAUNCH(softmax_chunks_kernel<D>, grid, block, stream, z, rc, scale, inv_tau, mask, partials);
 }
 
-// Per-row device arrays of one call, carved out of one scratch buffer at 256-byte offsets.
-class RowArrays {
- public:
-  size_t add(size_t bytes) {
-    const size_t at = size_;
-    size_ += (bytes + 255) / 256 * 256;
-    return at;
-  }
-  void allocate(GrowingBuffer& buffer) { base_ = static_cast<char*>(buffer.get(size_)); }
-  template <typename T>
-  T* at(size_t offset) const {
-    return reinterpret_cast<T*>(base_ + offset);
-  }
-  // Uploads `count` host values (nothing when `host` is null) and returns the device copy, or null.
-  template <typename T>
-  const T* upload(size_t offset, const T* host, index_t count, cudaStream_t stream) const {
-    if (host == nullptr) return nullptr;
-    check(cudaMemcpyAsync(at<T>(offset), host, static_cast<size_t>(count) * sizeof(T), cudaMemcpyHostToDevice, stream),
-          "cudaMemcpyAsync (row arrays)");
-    return at<T>(offset);
-  }
-
- private:
-  size_t size_ = 0;
-  char* base_ = nullptr;
-};
-
 dim3 blocks_for(index_t rows, int splits) { return dim3(static_cast<unsigned>(rows * splits)); }
 dim3 rows_grid(index_t rows) { return dim3(static_cast<unsigned>(ceil_div(rows, kFinalizeThreads))); }
 

@@ -3,12 +3,16 @@
  * (`setBackend`, env ADVANTAGE_ENGINE_BACKEND) or per call (`backend` option). Importing never throws: every
  * failed attempt to load the addon is recorded with its code and message and reported by `backendInfo()`.
  * An explicitly requested backend that cannot run throws ERR_AE_BACKEND_UNAVAILABLE listing those attempts.
+ *
+ * cuda: only per call (`backend: 'cuda'`) on the ops of {@link CUDA_OPS}; `auto` never picks it, and neither
+ * setBackend nor ADVANTAGE_ENGINE_BACKEND selects it engine-wide (most ops have no CUDA kernels yet, and a
+ * global switch that some ops ignored would be a silent surprise).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { EngineError, ErrorCode, argError } from './errors';
 import type { NativeAddon } from './native';
-import { cudaStatus, type CudaStatus } from './cuda';
+import { cudaDevice, cudaStatus, type CudaDevice, type CudaStatus } from './cuda';
 
 export type BackendName = 'auto' | 'cuda' | 'cpu' | 'js';
 export type ActiveBackend = 'cpu' | 'js';
@@ -115,10 +119,10 @@ function requestedBackend(): BackendName {
     if (env !== undefined && env !== '') {
       try {
         requested = parseBackend(env, 'ADVANTAGE_ENGINE_BACKEND');
-        // Ops never dispatch to cuda yet (see requireCuda): the variable is reported as a warning, not obeyed.
+        // cuda is chosen per call only (see CUDA_OPS): the variable is reported as a warning, not obeyed.
         if (requested === 'cuda') {
           requested = 'auto';
-          requireCuda('ADVANTAGE_ENGINE_BACKEND');
+          noEngineWideCuda('ADVANTAGE_ENGINE_BACKEND');
         }
       } catch (error) {
         envError = (error as Error).message;
@@ -132,7 +136,7 @@ function requestedBackend(): BackendName {
 export function setBackend(name: BackendName): void {
   const parsed = parseBackend(name, 'backend');
   if (parsed === 'cpu') requireNative('backend');
-  if (parsed === 'cuda') requireCuda('backend');
+  if (parsed === 'cuda') noEngineWideCuda('backend');
   requested = parsed;
 }
 
@@ -147,20 +151,37 @@ function requireNative(param: string): NativeAddon {
   );
 }
 
+/** The public ops with CUDA kernels: `backend: 'cuda'` runs them on the device (lib/cuda.ts). */
+export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'fullKl', 'policyLoss'] as const;
+export type CudaOp = (typeof CUDA_OPS)[number];
+
 /**
- * An explicit 'cuda' request. Without a device (or without the CUDA addon) it throws ERR_AE_BACKEND_UNAVAILABLE
- * with the reason (ERR_CUDA_UNAVAILABLE and the driver's error, or "not built"). With one, the device is used
- * through lib/cuda.ts (cudaDevice(): DeviceTensors and the token statistics ops); the public ops of lib/ops do
- * not dispatch to it yet, so they refuse rather than run silently elsewhere.
+ * An explicit 'cuda' request: the device, or ERR_AE_BACKEND_UNAVAILABLE with the reason (ERR_CUDA_UNAVAILABLE
+ * and the driver's error, ERR_AE_NO_BINARY when the CUDA addon is not built, ERR_DLOPEN_FAILED).
  */
-function requireCuda(param: string): never {
+export function requireCuda(param: string): CudaDevice {
   const s = cudaStatus();
-  const why = s.available
-    ? 'the public ops do not dispatch to cuda yet: use cudaDevice() from lib/cuda (DeviceTensor ops)'
-    : `${s.code}: ${s.message}`;
-  throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `The cuda backend was requested (${param}) but ${why}`, {
+  if (s.available) return cudaDevice();
+  throw new EngineError(ErrorCode.BACKEND_UNAVAILABLE, `The cuda backend was requested (${param}) but ${s.code}: ${s.message}`, {
     param, expected: 'an available cuda backend', received: s.code ?? 'cuda',
   });
+}
+
+/** 'cuda' for an op without CUDA kernels: a coded error naming the op (when the caller says which). */
+function noCudaKernels(param: string, op: string | undefined): never {
+  throw new EngineError(
+    ErrorCode.BACKEND_UNAVAILABLE,
+    `${op ?? 'This op'} has no CUDA kernels (${param} 'cuda' serves ${CUDA_OPS.join(', ')}): use 'auto', 'cpu' or 'js'`,
+    { param, expected: `'auto' | 'cpu' | 'js'${op ? ` for ${op}` : ''}`, received: 'cuda' },
+  );
+}
+
+function noEngineWideCuda(param: string): never {
+  throw new EngineError(
+    ErrorCode.BACKEND_UNAVAILABLE,
+    `The cuda backend cannot be selected engine-wide (${param}): pass backend: 'cuda' per call to ${CUDA_OPS.join(', ')}`,
+    { param, expected: "'auto' | 'cpu' | 'js'", received: 'cuda' },
+  );
 }
 
 /** The native addon, or throws ERR_AE_BACKEND_UNAVAILABLE (bench and tools that need it explicitly). */
@@ -170,18 +191,28 @@ export function nativeAddon(): NativeAddon {
 
 /**
  * Resolves the backend for one call. `elements` is the input size: under 'auto', inputs below the measured
- * break-even go to JS.
+ * break-even go to JS. 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE naming `op` (ops with CUDA kernels call
+ * {@link resolveCudaBackend} instead).
  */
-export function resolveBackend(option: unknown, elements: number, async: boolean): ActiveBackend {
+export function resolveBackend(option: unknown, elements: number, async: boolean, op?: string): ActiveBackend {
   const choice = option === undefined ? requestedBackend() : parseBackend(option, 'opts.backend');
   if (choice === 'js') return 'js';
-  if (choice === 'cuda') requireCuda('opts.backend');
+  if (choice === 'cuda') noCudaKernels('opts.backend', op);
   if (choice === 'cpu') {
     requireNative('opts.backend');
     return 'cpu';
   }
   if (!native().addon) return 'js';
   return elements < SMALL_INPUT_ELEMENTS[async ? 'async' : 'sync'] ? 'js' : 'cpu';
+}
+
+/**
+ * For the ops of {@link CUDA_OPS}: the CUDA device when `backend: 'cuda'` is asked for (or
+ * ERR_AE_BACKEND_UNAVAILABLE saying why there is none), else the cpu / js choice of {@link resolveBackend}.
+ */
+export function resolveCudaBackend(option: unknown, elements: number, async: boolean): ActiveBackend | CudaDevice {
+  if (option === 'cuda') return requireCuda('opts.backend');
+  return resolveBackend(option, elements, async);
 }
 
 export interface BackendInfo {
@@ -207,9 +238,11 @@ export function backendInfo(): BackendInfo {
   const info = addon?.info();
   const active: ActiveBackend = want === 'js' || !addon ? 'js' : 'cpu';
   const cuda = cudaStatus();
-  // 'auto' never picks cuda: the public ops do not dispatch to it yet (cudaDevice() serves it).
+  // 'auto' never picks cuda: it runs per call (backend: 'cuda') on the ops with CUDA kernels.
   const skipped: Record<string, string> = {
-    cuda: cuda.available ? 'available through cudaDevice(); the public ops do not dispatch to it yet' : `${cuda.code}: ${cuda.message}`,
+    cuda: cuda.available
+      ? `available per call (backend: 'cuda') for ${CUDA_OPS.join(', ')}, and through cudaDevice(); never picked by 'auto'`
+      : `${cuda.code}: ${cuda.message}`,
   };
   if (active !== 'cpu') {
     skipped.cpu = addon

@@ -3,7 +3,8 @@
  * build-cuda/ and loaded by explicit path only), device memory (`toDevice` → {@link DeviceTensor},
  * `fromDevice`, `dispose()` with a FinalizationRegistry as the safety net), and the token statistics ops
  * (SPEC §1.1, §1.2, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
- * cuda/token_stats.cu; glue: cuda/addon/.
+ * cuda/token_stats.cu; glue: cuda/addon/. The policy loss (SPEC §2, cuda/policy_loss.cu) takes host arrays and
+ * is reached through the public op (`policyLoss(…, {backend: 'cuda'})`, see {@link CudaDevice.policyLossKernel}).
  *
  * Where data lives: logits (and the backward's gradient) may be a DeviceTensor or a host tensor. Host logits
  * are streamed to the device in row chunks through pinned buffers, copies overlapping kernels. Per-row
@@ -24,6 +25,7 @@ import * as is from './is';
 import { DTYPE_BYTES, DTYPE_CODE, logitRows, type DType, type Tensor, type TensorData } from './tensor';
 import { asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, syncForm, temperatureOf, type NonFinite } from './ops/run';
 import { STAT_NAMES, type StatName, type TokenIds, type TokenStatsResult } from './ops/token_stats';
+import type { NativeAddon } from './native';
 
 type F32 = Float32Array | null;
 
@@ -67,6 +69,8 @@ export interface CudaAddon {
     logits: number | TensorData, refLogits: number | TensorData, dtype: number, rows: number, vocab: number,
     temperature: number, rowMask: Uint8Array | null, out: Float32Array, splits: number, async: A,
   ): A extends true ? Promise<number> : number;
+  /** The CPU addon's policyLoss arguments, f32 only (`exact` is refused): cuda/addon/policy_loss.cc. */
+  policyLoss: NativeAddon['policyLoss'];
 }
 
 const CUDA_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16'];
@@ -449,6 +453,14 @@ export class CudaDevice {
   }
 
   /**
+   * @internal The policy-loss kernel with the CPU addon's positional arguments (lib/ops/policy_loss.ts builds
+   * them for either backend); CUDA failures become ERR_AE_NATIVE like the other ops'.
+   */
+  policyLossKernel(...args: Parameters<NativeAddon['policyLoss']>): number | Promise<number> {
+    return this.call(args[args.length - 1] === true, (bad) => bad, () => this.addon.policyLoss(...args));
+  }
+
+  /**
    * Token statistics (SPEC §1.1) of device or host logits [N, V] / [B, T, V] in f32, bf16 or f16: entropy,
    * logprob (with tokens), logsumexp, sumPiSquared, maxProb, as Float32Array(N) each. Same options as
    * `tokenStats` (precision 'f32' only), plus `blockSplit`.
@@ -482,7 +494,10 @@ function hostTensor(value: unknown, param: string): { tensor: Tensor; rows: numb
   return { tensor, rows, vocab };
 }
 
-const REQUIRED = ['info', 'alloc', 'free', 'copy', 'setStagingChunkBytes', 'lastDeviceMs', 'deviceBandwidth', 'tokenStats', 'tokenStatsBackward', 'fullKl'] as const;
+const REQUIRED = [
+  'info', 'alloc', 'free', 'copy', 'setStagingChunkBytes', 'lastDeviceMs', 'deviceBandwidth', 'tokenStats', 'tokenStatsBackward', 'fullKl',
+  'policyLoss',
+] as const;
 
 /**
  * Opens the CUDA addon at an explicit path (the GPU build, or the emulation build in tests). Throws

@@ -1,5 +1,5 @@
 // The CUDA addon's module (a second .node, built by cmake-js into build-cuda/, see CMakeLists.txt): device
-// info, device buffers addressed by numeric handles, and the token statistics ops. The same source builds
+// info, device buffers addressed by numeric handles, the token statistics ops and the policy loss. The same source builds
 // the emulation addon (AE_CUDA_EMULATION, build-cuda-emu/), which adds the emulator's controls (emu*).
 //
 // Device buffers: alloc(bytes) returns a handle (a positive integer); free(handle) drops it. A job holds its
@@ -209,6 +209,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceBandwidth", Napi::Function::New(env, JSDeviceBandwidth, "deviceBandwidth"));
   exports.Set("setStagingChunkBytes", Napi::Function::New(env, JSSetStagingChunkBytes, "setStagingChunkBytes"));
   init_token_stats(env, exports);
+  init_policy_loss(env, exports);
 #if defined(AE_CUDA_EMULATION)
   exports.Set("emuSetSchedule", Napi::Function::New(env, JSEmuSetSchedule, "emuSetSchedule"));
   exports.Set("emuCounters", Napi::Function::New(env, JSEmuCounters, "emuCounters"));

@@ -48,6 +48,7 @@ std::shared_ptr<DeviceMemory> buffer_arg(const Napi::CallbackInfo& info, size_t 
 Napi::Value run_device_job(Napi::Env env, bool async, const std::vector<glue::Array>& keep, std::function<index_t()> job);
 
 void init_token_stats(Napi::Env env, Napi::Object exports);
+void init_policy_loss(Napi::Env env, Napi::Object exports);
 
 #if defined(AE_CUDA_EMULATION)
 struct EmuSelfTestResult {

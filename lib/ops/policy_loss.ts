@@ -11,7 +11,7 @@
  * and hand the kernels a selection mask; everything per token runs in lib/js/policy_loss.ts or
  * native/policy_loss.cc.
  */
-import { nativeAddon, resolveBackend } from '../backend';
+import { nativeAddon, resolveCudaBackend } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import {
@@ -104,7 +104,8 @@ export interface PolicyLossOptions {
   precision?: Precision;
   /** Caller-provided [B·T] output buffers (Float32Array; Float64Array with precision 'f64'), filled and returned. */
   out?: { tokenLoss?: Values; gradLogprob?: Values; gradEntropy?: Values };
-  backend?: 'auto' | 'cpu' | 'js';
+  /** 'cuda' (per call only; f32): the CUDA kernels, host arrays in and out. 'auto' never picks it. */
+  backend?: 'auto' | 'cpu' | 'js' | 'cuda';
 }
 
 export interface PolicyLossMetrics {
@@ -434,10 +435,15 @@ function applyCorrection(job: Job, correction: RolloutCorrectionResult): void {
 function runJob(async: boolean, job: Job, rolloutMetrics: RolloutCorrectionMetrics | null) {
   const { io, params } = job;
   const summary = new Float64Array(SUMMARY.size);
-  const backend = resolveBackend(job.backend, io.rows * io.cols, async);
+  const backend = resolveCudaBackend(job.backend, io.rows * io.cols, async);
+  if (backend !== 'js' && backend !== 'cpu' && job.precision === 'f64') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');
+  }
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/policy_loss.cc).
+  const kernel = backend === 'js' || backend === 'cpu' ? nativeAddon().policyLoss : backend.policyLossKernel.bind(backend);
   return run(
-    backend, async,
-    (a) => nativeAddon().policyLoss(
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(
       io.rows, io.cols, job.precision === 'f64', io.logprob, io.oldLogprob, io.advantages, io.advantagesPerRow,
       io.isWeights, io.weightsPerRow, io.refLogprob, io.entropy, io.mask, io.tokenMask, io.selected, io.tokenLoss,
       io.gradLogprob, io.gradEntropy, packParams(params), summary, a,
@@ -450,7 +456,9 @@ function runJob(async: boolean, job: Job, rolloutMetrics: RolloutCorrectionMetri
 function policyLossImpl(async: boolean, inputs: unknown, options?: unknown): PolicyLossResult | Promise<PolicyLossResult> {
   const { job, rollout } = resolve(inputs, options);
   if (!rollout) return runJob(async, job, null);
-  const correctionOptions = { ...(rollout.options ?? {}), precision: job.precision, backend: job.backend } as RolloutCorrectionOptions;
+  // Rollout correction has no CUDA kernels: under backend 'cuda' it runs on the default backend, the loss on the device.
+  const correctionBackend = job.backend === 'cuda' ? undefined : job.backend;
+  const correctionOptions = { ...(rollout.options ?? {}), precision: job.precision, backend: correctionBackend } as RolloutCorrectionOptions;
   if (!async) {
     const correction = rolloutCorrectionSync(rollout.inputs, correctionOptions);
     applyCorrection(job, correction);

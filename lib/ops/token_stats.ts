@@ -10,9 +10,10 @@
  */
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
-import { resolveBackend, nativeAddon, type BackendName } from '../backend';
+import { requireCuda, resolveBackend, nativeAddon, type BackendName } from '../backend';
 import { DTYPE_CODE, logitRows, numberToBf16, numberToF16, type Rows, type Tensor, type TensorData } from '../tensor';
 import * as js from '../js/token_stats';
+import type { CudaBackwardOptions, CudaFullKlOptions, CudaTokenStatsOptions } from '../cuda';
 import {
   asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, run, syncForm, temperatureOf, type NonFinite,
   type Precision,
@@ -89,12 +90,21 @@ const BACKWARD_KEYS = [
 ] as const;
 const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'precision', 'backend'] as const;
 
+/** The options minus `backend`: what the cuda device's ops take (the same names and rules). */
+function withoutBackend<T extends { backend?: unknown }>(opts: T): Omit<T, 'backend'> {
+  const rest = { ...opts };
+  delete rest.backend;
+  return rest;
+}
+
 // ---- tokenStats ----
 
 function tokenStatsImpl(
   async: boolean, logits: Tensor, options?: TokenStatsOptions | TokenStatsF64Options,
 ): AnyTokenStatsResult | Promise<AnyTokenStatsResult> {
   const opts = is.options(options, 'opts', FORWARD_KEYS);
+  // backend 'cuda': the device's op (lib/cuda.ts), which validates the same options (precision 'f32' only).
+  if (opts.backend === 'cuda') return requireCuda('opts.backend').tokenStatsImpl(async, logits, withoutBackend(opts) as CudaTokenStatsOptions);
   const { tensor: t, rows, vocab } = logitRows(logits, 'logits');
   const temperature = temperatureOf(opts.temperature);
   const rowMask = rowMaskOf(opts.rowMask, rows);
@@ -160,6 +170,10 @@ type GradientArray = Float32Array | Float64Array | Uint16Array;
 
 function tokenStatsBackwardImpl(async: boolean, logits: Tensor, options: TokenStatsBackwardOptions): GradientArray | Promise<GradientArray> {
   const opts = is.options(options, 'opts', BACKWARD_KEYS);
+  if (opts.backend === 'cuda') {
+    const device = requireCuda('opts.backend');
+    return device.tokenStatsBackwardImpl(async, logits, withoutBackend(opts) as CudaBackwardOptions) as GradientArray | Promise<GradientArray>;
+  }
   const { tensor: t, rows, vocab } = logitRows(logits, 'logits');
   const temperature = temperatureOf(opts.temperature);
   const rowMask = rowMaskOf(opts.rowMask, rows);
@@ -238,6 +252,7 @@ type KlResult = Float32Array | Float64Array;
 
 function fullKlImpl(async: boolean, logits: Tensor, refLogits: Tensor, options?: FullKlOptions): KlResult | Promise<KlResult> {
   const opts = is.options(options, 'opts', KL_KEYS);
+  if (opts.backend === 'cuda') return requireCuda('opts.backend').fullKlImpl(async, logits, refLogits, withoutBackend(opts) as CudaFullKlOptions);
   const p: Rows = logitRows(logits, 'logits');
   const q: Rows = logitRows(refLogits, 'refLogits');
   if (q.tensor.dtype !== p.tensor.dtype) {

@@ -1,0 +1,133 @@
+/**
+ * `backend: 'cuda'` on the public ops (lib/backend.ts resolveCudaBackend / requireCuda), with the emulation
+ * build as the CUDA addon (ADVANTAGE_ENGINE_CUDA_ADDON, probed once at the start of this file):
+ *   - tokenStats, tokenStatsBackward and fullKl run the device's ops (lib/cuda.ts): bitwise what cudaDevice()
+ *     returns, within the SPEC §1 bound of the float64 reference, Sync and async alike; policyLoss runs its
+ *     CUDA kernels (its numerics are test/cuda_emulation_policy_loss.test.ts's);
+ *   - 'auto' (and no option) never picks cuda: no kernel launches on the emulator;
+ *   - precision 'f64' on cuda, ops without CUDA kernels given 'cuda', and an engine-wide 'cuda' throw coded
+ *     errors saying why.
+ * Without a CUDA addon, backend 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE with the reason: cuda_build.test.ts.
+ */
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as ae from '../lib';
+import { cudaDevice, cudaStatus } from '../lib/cuda';
+import { refFullKl, refTokenStats, refTokenStatsBackward } from './ref/token_stats';
+import { makeBatch } from './ref/policy_loss';
+import { makeLogits, rng, STATS_TOL } from './helpers';
+
+const ROOT = path.resolve(__dirname, '..');
+const TOOLCHAIN = ['cmake', 'c++'].every((tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0);
+if (!TOOLCHAIN) console.log('cuda dispatch tests skipped: cmake or a C++ compiler is missing');
+const maybe = TOOLCHAIN && process.env.AE_CUDA_TEST !== 'gpu' ? describe : describe.skip;
+
+interface Counters {
+  emuCounters(): { launches: number };
+}
+
+beforeAll(() => {
+  if (!TOOLCHAIN || process.env.AE_CUDA_TEST === 'gpu') return;
+  const build = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build_cuda.js'), '--emulation'], { cwd: ROOT, encoding: 'utf8', timeout: 900_000 });
+  if (build.status !== 0) throw new Error(`emulation build failed:\n${build.stdout}\n${build.stderr}`);
+  const saved = process.env.ADVANTAGE_ENGINE_CUDA_ADDON;
+  process.env.ADVANTAGE_ENGINE_CUDA_ADDON = build.stdout.trim().split('\n').pop()!;
+  try {
+    expect(cudaStatus()).toMatchObject({ available: true, info: { build: 'emulation' } });
+  } finally {
+    if (saved === undefined) delete process.env.ADVANTAGE_ENGINE_CUDA_ADDON;
+    else process.env.ADVANTAGE_ENGINE_CUDA_ADDON = saved;
+  }
+}, 900_000);
+
+const launches = () => (cudaDevice().addon as unknown as Counters).emuCounters().launches;
+
+maybe('backend: cuda on the ops with CUDA kernels', () => {
+  test('tokenStats: the device op, bitwise; the reference; async equals Sync', async () => {
+    const { logits, tokens } = makeLogits(rng('dispatch forward'), [5, 333], 'bf16');
+    const before = launches();
+    const got = ae.tokenStatsSync(logits, { tokens, temperature: 0.7, backend: 'cuda' });
+    expect(launches()).toBeGreaterThan(before);
+    const direct = cudaDevice().tokenStatsSync(logits, { tokens, temperature: 0.7 });
+    const ref = refTokenStats(logits, { tokens, temperature: 0.7 });
+    for (const key of ['entropy', 'logprob', 'logsumexp', 'sumPiSquared', 'maxProb'] as const) {
+      expect(got[key]).toEqualBitwise(direct[key]!, key);
+      expect(got[key]).toMatchReference(ref[key]!, STATS_TOL, key);
+    }
+    const viaPromise = await ae.tokenStats(logits, { tokens, temperature: 0.7, backend: 'cuda' });
+    expect(viaPromise.entropy).toEqualBitwise(got.entropy!, 'async entropy');
+  });
+
+  test('tokenStatsBackward: the device op into a host array, bitwise; the reference', () => {
+    const { logits, tokens } = makeLogits(rng('dispatch backward'), [4, 101], 'f32');
+    const r = rng('dispatch backward grads');
+    const gradLogprob = Float32Array.from({ length: 4 }, () => r.normal());
+    const gradEntropy = Float32Array.from({ length: 4 }, () => r.normal());
+    const got = ae.tokenStatsBackwardSync(logits, { tokens, gradLogprob, gradEntropy, backend: 'cuda' });
+    expect(got).toBeInstanceOf(Float32Array);
+    const direct = cudaDevice().tokenStatsBackwardSync(logits, { tokens, gradLogprob, gradEntropy }) as Float32Array;
+    expect(got).toEqualBitwise(direct, 'gradient');
+    const ref = refTokenStatsBackward(logits, { tokens, gradLogprob, gradEntropy });
+    expect(got).toMatchReference(ref, STATS_TOL, 'gradient');
+  });
+
+  test('fullKl: the device op, bitwise; the reference', async () => {
+    const p = makeLogits(rng('dispatch kl p'), [3, 77], 'f16').logits;
+    const q = makeLogits(rng('dispatch kl q'), [3, 77], 'f16').logits;
+    const got = await ae.fullKl(p, q, { backend: 'cuda' });
+    expect(got).toEqualBitwise(cudaDevice().fullKlSync(p, q), 'kl');
+    expect(got).toMatchReference(refFullKl(p, q), STATS_TOL, 'kl');
+  });
+
+  test('policyLoss runs its CUDA kernels', () => {
+    const batch = makeBatch(rng('dispatch policy'), { B: 4, T: 10 });
+    const inputs = { logprob: batch.logprob, oldLogprob: batch.oldLogprob, advantages: batch.advantages, mask: batch.mask, shape: [4, 10] } as Parameters<typeof ae.policyLossSync>[0];
+    const before = launches();
+    const got = ae.policyLossSync(inputs, { backend: 'cuda' });
+    expect(launches() - before).toBe(2); // the counts pass and the token pass
+    const js = ae.policyLossSync(inputs, { backend: 'js' });
+    expect(Math.abs(got.loss - js.loss)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(js.loss)));
+  });
+
+  test("precision 'f64' is refused on cuda with the reason", () => {
+    const { logits } = makeLogits(rng('dispatch f64'), [2, 16], 'f32');
+    expect(() => ae.tokenStatsSync(logits, { backend: 'cuda', precision: 'f64' } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', param: 'opts.precision' }),
+    );
+    expect(() => ae.fullKlSync(logits, logits, { backend: 'cuda', precision: 'f64' } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', param: 'opts.precision' }),
+    );
+  });
+});
+
+maybe('auto and the ops without CUDA kernels', () => {
+  test("'auto' and no option never launch on the device, even with one available", () => {
+    const info = ae.backendInfo();
+    expect(info.cuda.available).toBe(true);
+    expect(['cpu', 'js']).toContain(info.active);
+    expect(info.skipped.cuda).toMatch(/available per call \(backend: 'cuda'\) for tokenStats, tokenStatsBackward, fullKl, policyLoss/);
+    const { logits, tokens } = makeLogits(rng('dispatch auto'), [64, 256], 'f32');
+    const batch = makeBatch(rng('dispatch auto policy'), { B: 64, T: 64 });
+    const before = launches();
+    ae.tokenStatsSync(logits, { tokens });
+    ae.tokenStatsSync(logits, { tokens, backend: 'auto' });
+    ae.fullKlSync(logits, logits);
+    ae.policyLossSync({ logprob: batch.logprob, oldLogprob: batch.oldLogprob, advantages: batch.advantages, mask: batch.mask, shape: [64, 64] } as never);
+    expect(launches()).toBe(before);
+  });
+
+  test("an op without CUDA kernels given 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE listing the ops that have them", () => {
+    const lp = Float32Array.of(-1, -2, -0.5);
+    expect(() => ae.klPenaltySync(lp, lp, { backend: 'cuda' } as never)).toThrow(expect.objectContaining({
+      code: 'ERR_AE_BACKEND_UNAVAILABLE', param: 'opts.backend',
+      message: expect.stringMatching(/has no CUDA kernels.*tokenStats, tokenStatsBackward, fullKl, policyLoss/),
+    }));
+  });
+
+  test("'cuda' cannot be selected engine-wide (setBackend)", () => {
+    expect(() => ae.setBackend('cuda')).toThrow(expect.objectContaining({
+      code: 'ERR_AE_BACKEND_UNAVAILABLE', param: 'backend', message: expect.stringMatching(/per call/),
+    }));
+    expect(ae.backendInfo().requested).toBe('auto');
+  });
+});
