@@ -27,14 +27,13 @@ void install_policy_loss(PolicyLossKernels& k);
 }
 #endif
 
-namespace {
-
 const PolicyLossKernels& policy_loss_kernels(Isa isa) {
   static const auto tables = [] {
     struct Tables {
       PolicyLossKernels by_isa[3];
     } t;
     scalar_isa::fill_policy_row_kernels<float>(t.by_isa[0].f32);
+    scalar_isa::fill_kl_chunk_kernels(t.by_isa[0].kl_f32);
     t.by_isa[1] = t.by_isa[0];
 #if defined(AE_HAVE_AVX2)
     avx2_isa::install_policy_loss(t.by_isa[1]);
@@ -47,6 +46,8 @@ const PolicyLossKernels& policy_loss_kernels(Isa isa) {
   }();
   return tables.by_isa[static_cast<int>(isa)];
 }
+
+namespace {
 
 // Rows per work chunk: rows are independent, a chunk only amortises the hand-out.
 constexpr index_t kRowGrain = 4;

@@ -113,9 +113,19 @@ template <typename R>
 using PolicyRowKernel = void (*)(const PolicyRow<R>&, const PolicyParams<R>&, RowOut&);
 
 // The f32 row kernel of each mode (indexed by PolicyMode) for one ISA.
+// The KL values and gradients of `count` consecutive pairs (lp, ref), for one estimator (kl_penalty.cc).
+using KlChunkKernel = void (*)(const float* lp, const float* ref, int count, KlClamp guard, bool straight_through,
+                               float* value, float* grad);
+
+// The f32 row kernel of each mode (indexed by PolicyMode) and the KL chunk kernel of each estimator (indexed by
+// KlEstimator), for one ISA.
 struct PolicyLossKernels {
   PolicyRowKernel<float> f32[9];
+  KlChunkKernel kl_f32[4];
 };
+
+// The kernels of the ISA, filled once from what this binary carries.
+const PolicyLossKernels& policy_loss_kernels(Isa isa);
 
 PolicyLossResult policy_loss(const PolicyLossArgs& args);
 

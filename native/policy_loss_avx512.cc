@@ -12,6 +12,9 @@ namespace ae {
 namespace avx512_isa {
 #include "policy_loss_kernels.h"
 
-void install_policy_loss(PolicyLossKernels& k) { fill_policy_row_kernels<float>(k.f32); }
+void install_policy_loss(PolicyLossKernels& k) {
+  fill_policy_row_kernels<float>(k.f32);
+  fill_kl_chunk_kernels(k.kl_f32);
+}
 }  // namespace avx512_isa
 }  // namespace ae

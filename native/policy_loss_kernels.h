@@ -283,6 +283,14 @@ void row_gmpo(const PolicyRow<R>& row, const PolicyParams<R>& p, RowOut& out) {
 }
 
 // The row kernel of each mode, indexed by PolicyMode.
+// The dispatch table entries this ISA contributes (declared in policy_loss.h).
+inline void fill_kl_chunk_kernels(KlChunkKernel (&k)[4]) {
+  k[static_cast<int>(KlEstimator::K1)] = kl_chunk<float, KlEstimator::K1>;
+  k[static_cast<int>(KlEstimator::Abs)] = kl_chunk<float, KlEstimator::Abs>;
+  k[static_cast<int>(KlEstimator::K2)] = kl_chunk<float, KlEstimator::K2>;
+  k[static_cast<int>(KlEstimator::K3)] = kl_chunk<float, KlEstimator::K3>;
+}
+
 template <typename R>
 inline void fill_policy_row_kernels(PolicyRowKernel<R> (&k)[9]) {
   k[static_cast<int>(PolicyMode::Ppo)] = row_token_mode<R, PolicyMode::Ppo>;

@@ -204,7 +204,9 @@ AE_HD KlValue<R> kl_estimate(KlEstimator est, KlClamp guard, bool straight_throu
   const R out_inside = flag<R>(value >= R(-10)) * flag<R>(value <= R(10));
   grad = out_clamp ? grad * out_inside : grad;
   value = out_clamp ? clamp_value(value, R(-10), R(10)) : value;
-  return {value, straight_through ? d : grad};
+  // A blend, not a select on the run-time flag (which the compiler keeps as a branch and then cannot vectorise).
+  const R st = straight_through ? R(1) : R(0);
+  return {value, grad + st * (d - grad)};
 }
 
 }  // namespace ae
