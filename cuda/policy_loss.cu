@@ -24,41 +24,6 @@ constexpr index_t kMaxBlocks = 4;
 constexpr index_t kMaxBlocks = index_t{1} << 16;
 #endif
 
-// The aggregation weight of a row with `count` valid tokens (SPEC §2.1), given the batch divisors: the same
-// function as native/policy_loss.cc aggregation_weight.
-double aggregation_weight(const PolicyLossArgs& a, Aggregation aggregation, double count, double tokens,
-                          double sequences) {
-  const bool in_mean = count > 0.0 || a.seq_divisor_all_rows;
-  switch (aggregation) {
-    case Aggregation::TokenMean:
-      return tokens > 0.0 ? 1.0 / tokens : 0.0;
-    case Aggregation::SeqMeanTokenMean:
-      return count > 0.0 && sequences > 0.0 ? 1.0 / ((count + a.count_eps) * sequences) : 0.0;
-    case Aggregation::SeqMeanTokenSum:
-      return in_mean && sequences > 0.0 ? 1.0 / sequences : 0.0;
-    case Aggregation::SeqMeanTokenSumNorm:
-      return 1.0 / a.norm_constant;
-  }
-  return 0.0;
-}
-
-PolicyParams<float> narrow(const PolicyParams<double>& p) {
-  PolicyParams<float> q;
-  q.mode = p.mode;
-  q.ratio_low = static_cast<float>(p.ratio_low);
-  q.ratio_high = static_cast<float>(p.ratio_high);
-  q.log_low = static_cast<float>(p.log_low);
-  q.log_high = static_cast<float>(p.log_high);
-  q.dual_clip = static_cast<float>(p.dual_clip);
-  q.clamp_low = static_cast<float>(p.clamp_low);
-  q.clamp_high = static_cast<float>(p.clamp_high);
-  q.tau_pos = static_cast<float>(p.tau_pos);
-  q.tau_neg = static_cast<float>(p.tau_neg);
-  q.cov_coef = static_cast<float>(p.cov_coef);
-  q.gmpo_count_outside = static_cast<float>(p.gmpo_count_outside);
-  return q;
-}
-
 template <PolicyMode M>
 cudaError_t launch_token(dim3 grid, cudaStream_t stream, const PolicyDeviceIo& io, const PolicyParams<float>& p,
                          const PolicyExtras& x, const RowCoef* coef, RowPartial* partials) {
@@ -130,7 +95,7 @@ PolicyLossResult policy_loss(const PolicyLossArgs& a) {
   check(cudaMemsetAsync(first_bad_mask, 0xff, 8, stream), "cudaMemsetAsync");
 
   // 2. Counts, the mask check and the sequence sums; nothing is written when a mask entry is bad.
-  const PolicyParams<float> p = narrow(a.params);
+  const PolicyParams<float> p = narrow_params<float>(a.params);
   const dim3 grid(static_cast<unsigned>(std::min(rows, kMaxBlocks)));
   check(AE_LAUNCH(row_stats_kernel, grid, dim3(kPolicyThreads), stream, io, p, static_cast<float>(a.gmpo_weight_eps),
                   stats_dev, first_bad_mask),

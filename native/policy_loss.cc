@@ -52,41 +52,6 @@ namespace {
 // Rows per work chunk: rows are independent, a chunk only amortises the hand-out.
 constexpr index_t kRowGrain = 4;
 
-// The aggregation weight of a row with `count` valid tokens (SPEC §2.1), given the batch divisors.
-double aggregation_weight(const PolicyLossArgs& a, Aggregation aggregation, double count, double tokens,
-                          double sequences) {
-  const bool in_mean = count > 0.0 || a.seq_divisor_all_rows;
-  switch (aggregation) {
-    case Aggregation::TokenMean:
-      return tokens > 0.0 ? 1.0 / tokens : 0.0;
-    case Aggregation::SeqMeanTokenMean:
-      return count > 0.0 && sequences > 0.0 ? 1.0 / ((count + a.count_eps) * sequences) : 0.0;
-    case Aggregation::SeqMeanTokenSum:
-      return in_mean && sequences > 0.0 ? 1.0 / sequences : 0.0;
-    case Aggregation::SeqMeanTokenSumNorm:
-      return 1.0 / a.norm_constant;
-  }
-  return 0.0;
-}
-
-template <typename R>
-PolicyParams<R> narrow(const PolicyParams<double>& p) {
-  PolicyParams<R> q;
-  q.mode = p.mode;
-  q.ratio_low = static_cast<R>(p.ratio_low);
-  q.ratio_high = static_cast<R>(p.ratio_high);
-  q.log_low = static_cast<R>(p.log_low);
-  q.log_high = static_cast<R>(p.log_high);
-  q.dual_clip = static_cast<R>(p.dual_clip);
-  q.clamp_low = static_cast<R>(p.clamp_low);
-  q.clamp_high = static_cast<R>(p.clamp_high);
-  q.tau_pos = static_cast<R>(p.tau_pos);
-  q.tau_neg = static_cast<R>(p.tau_neg);
-  q.cov_coef = static_cast<R>(p.cov_coef);
-  q.gmpo_count_outside = static_cast<R>(p.gmpo_count_outside);
-  return q;
-}
-
 template <typename R>
 PolicyLossResult run(const PolicyLossArgs& a, const PolicyLossIo<R>& io, PolicyRowKernel<R> kernel) {
   PolicyLossResult result;
@@ -143,7 +108,7 @@ PolicyLossResult run(const PolicyLossArgs& a, const PolicyLossIo<R>& io, PolicyR
   }
 
   // 3. The token pass, one row at a time per thread.
-  const PolicyParams<R> params = narrow<R>(a.params);
+  const PolicyParams<R> params = narrow_params<R>(a.params);
   std::vector<RowOut> row_out(static_cast<size_t>(rows));
   pool.parallel_for(rows, kRowGrain, [&](index_t begin, index_t end) {
     FlushDenormals ftz;

@@ -124,6 +124,45 @@ struct PolicyLossKernels {
   KlChunkKernel kl_f32[4];
 };
 
+// Host helpers shared by the CPU entry point (policy_loss.cc) and the CUDA one (cuda/policy_loss.cu). Internal
+// linkage (static): this header is also included by the per-ISA translation units, whose copies must never
+// stand in for the baseline's.
+// The aggregation weight of a row with `count` valid tokens (SPEC §2.1), given the batch divisors.
+static inline double aggregation_weight(const PolicyLossArgs& a, Aggregation aggregation, double count, double tokens,
+                          double sequences) {
+  const bool in_mean = count > 0.0 || a.seq_divisor_all_rows;
+  switch (aggregation) {
+    case Aggregation::TokenMean:
+      return tokens > 0.0 ? 1.0 / tokens : 0.0;
+    case Aggregation::SeqMeanTokenMean:
+      return count > 0.0 && sequences > 0.0 ? 1.0 / ((count + a.count_eps) * sequences) : 0.0;
+    case Aggregation::SeqMeanTokenSum:
+      return in_mean && sequences > 0.0 ? 1.0 / sequences : 0.0;
+    case Aggregation::SeqMeanTokenSumNorm:
+      return 1.0 / a.norm_constant;
+  }
+  return 0.0;
+}
+
+// The parameters in the kernels' arithmetic type.
+template <typename R>
+static inline PolicyParams<R> narrow_params(const PolicyParams<double>& p) {
+  PolicyParams<R> q;
+  q.mode = p.mode;
+  q.ratio_low = static_cast<R>(p.ratio_low);
+  q.ratio_high = static_cast<R>(p.ratio_high);
+  q.log_low = static_cast<R>(p.log_low);
+  q.log_high = static_cast<R>(p.log_high);
+  q.dual_clip = static_cast<R>(p.dual_clip);
+  q.clamp_low = static_cast<R>(p.clamp_low);
+  q.clamp_high = static_cast<R>(p.clamp_high);
+  q.tau_pos = static_cast<R>(p.tau_pos);
+  q.tau_neg = static_cast<R>(p.tau_neg);
+  q.cov_coef = static_cast<R>(p.cov_coef);
+  q.gmpo_count_outside = static_cast<R>(p.gmpo_count_outside);
+  return q;
+}
+
 // The kernels of the ISA, filled once from what this binary carries.
 const PolicyLossKernels& policy_loss_kernels(Isa isa);
 
