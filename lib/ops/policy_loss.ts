@@ -6,10 +6,10 @@
  *   L = w·e·ℓ_mode(r, A) + klCoef·k(lp, ref) − entropyCoef·H,   loss = Σ_b c_b Σ_t m·L
  * with w the importance weights, e an external token mask and c_b the aggregation weight (§2.1).
  *
- * The modes are a registry (MODES); the trainer presets are data rows (POLICY_PRESETS) citing the code they
- * reproduce. The covariance modes choose their tokens here (a batch-wide selection, the same on every backend)
- * and hand the kernels a selection mask; everything per token runs in lib/js/policy_loss.ts or
- * native/policy_loss.cc.
+ * The modes (POLICY_MODES) and the trainer presets (POLICY_PRESETS, data rows citing the code they reproduce)
+ * are in policy_presets.ts; the covariance modes' batch-wide token selection (the same on every backend) is in
+ * policy_cov.ts. Everything per token runs in lib/js/policy_loss.ts, native/policy_loss.cc or
+ * cuda/policy_loss.cu (`backend: 'cuda'`).
  */
 import { nativeAddon, resolveCudaBackend } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
