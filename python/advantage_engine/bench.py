@@ -3,11 +3,13 @@
     python -m advantage_engine.bench [--rows 1024] [--vocab 151936] [--repeats 10] [--tiny 2000] [--json]
 
 Prints the median round trip of a tiny request (bf16ToNumber: no work, the bridge's own overhead; and
-tokenStatsSync on 1 × 8 logits), and the median time of tokenStats on rows × vocab f32 logits in a shared
-array (engine.empty: no copy) with token ids.
+tokenStatsSync on 1 × 8 logits), the floor under them (8 bytes echoed by a bare `node` child over the same kind
+of pipes: what the operating system and the two runtimes cost before any protocol), and the median time of
+tokenStats on rows × vocab f32 logits in a shared array (engine.empty: no copy) with token ids.
 """
 import argparse
 import json
+import subprocess
 import time
 
 import numpy as np
@@ -22,6 +24,24 @@ def _median_seconds(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def _pipe_floor_seconds(node, repeats):
+    """Median round trip of 8 bytes through a node child that echoes its stdin to its stdout."""
+    child = subprocess.Popen([node, "-e", "process.stdin.on('data', (d) => process.stdout.write(d))"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    try:
+        def echo():
+            child.stdin.write(b"12345678")
+            got = 0
+            while got < 8:
+                got += len(child.stdout.read(8 - got))
+        for _ in range(200):
+            echo()
+        return _median_seconds(echo, repeats)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
 
 
 def main(argv=None):
@@ -47,7 +67,9 @@ def main(argv=None):
         tokens = rng.integers(0, args.vocab, args.rows).astype(np.int32)
         engine.token_stats(logits, tokens=tokens)  # maps the segment on the server side once
         stats = _median_seconds(lambda: engine.token_stats(logits, tokens=tokens), args.repeats)
-        result = {"roundTripNoopUs": noop * 1e6, "roundTripTinyTokenStatsUs": tiny * 1e6, "rows": args.rows,
+        floor = _pipe_floor_seconds(engine.node, args.tiny)
+        result = {"roundTripNoopUs": noop * 1e6, "roundTripTinyTokenStatsUs": tiny * 1e6, "pipeEchoFloorUs": floor * 1e6,
+                  "rows": args.rows,
                   "vocab": args.vocab, "bridgeTokenStatsMs": stats * 1e3, "shm": engine.shm, "backend": engine.backend,
                   "tinySamples": args.tiny, "repeats": args.repeats}
     if args.json:
