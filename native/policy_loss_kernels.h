@@ -94,6 +94,10 @@ constexpr unsigned kBaseSums = bit(kAccPolicy) | bit(kAccNegLogRatio) | bit(kAcc
 constexpr unsigned kClipSums = bit(kAccClippedLow) | bit(kAccClippedHigh);
 constexpr unsigned kExtraSums = bit(kAccExtra) | bit(kAccEntropy) | bit(kAccKl);
 
+// Not a sum: set when the row has importance weights or a token mask (else every valid token's policy weight
+// is 1, and w and e are not read).
+constexpr unsigned kWeighted = 1u << 31;
+
 constexpr unsigned mode_sums(PolicyMode m) {
   return kBaseSums |
          (m == PolicyMode::Ppo || m == PolicyMode::Gppo ? kClipSums | bit(kAccDualClipped) : 0u) |
@@ -110,6 +114,7 @@ constexpr unsigned mode_sums(PolicyMode m) {
 template <unsigned kSums, typename R, typename TokenFn>
 inline void token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenFn token, RowOut& out) {
   constexpr bool kExtras = (kSums & kExtraSums) != 0;
+  constexpr bool kWeights = (kSums & kWeighted) != 0;
   const R* __restrict lp = row.lp;
   const R* __restrict old = row.old;
   const R* __restrict adv = row.adv;
@@ -144,16 +149,17 @@ inline void token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenF
 #pragma omp simd
     for (int j = 0; j < count; j++) {
       const index_t t = t0 + j;
-      const R lp_t = lp[t], old_t = old[t], adv_t = adv[t], w_t = w[t];
+      const R lp_t = lp[t], old_t = old[t], adv_t = adv[t], w_t = kWeights ? w[t] : R(1);
       const R ref_t = kExtras ? ref[t] : lp_t, ent_t = kExtras ? ent[t] : R(0);
       // The u8 masks are widened to R first: selects between u8 and R lanes do not vectorise.
-      const R m_t = static_cast<R>(m[t]), e_t = static_cast<R>(e[t]), sel_t = static_cast<R>(sel[t]);
+      const R m_t = static_cast<R>(m[t]), sel_t = static_cast<R>(sel[t]);
       const bool valid = m_t != R(0);
-      const R pe = e_t != R(0) ? w_t : R(0);
+      const R pe = kWeights ? (static_cast<R>(e[t]) != R(0) ? w_t : R(0)) : R(1);
       const TokenLoss<R> tok = token(lp_t, old_t, adv_t, sel_t);
       // (x − x) is 0 for finite x and NaN for ±inf / NaN: added to the token's −δ, it makes the row's Σ −δ NaN
       // exactly when a valid token has a non-finite input (δ itself is clamped, so the sum cannot overflow).
-      const R check = (lp_t - lp_t) + (old_t - old_t) + (adv_t - adv_t) + (w_t - w_t) + (ref_t - ref_t) + (ent_t - ent_t);
+      const R check = (lp_t - lp_t) + (old_t - old_t) + (adv_t - adv_t) + (kWeights ? w_t - w_t : R(0)) +
+                      (kExtras ? (ref_t - ref_t) + (ent_t - ent_t) : R(0));
       const R delta = clamp_value(lp_t - old_t, clamp_low, clamp_high);
       if constexpr (kExtras) {
         const R extra = kl_coef * kl_value[j] - ent_coef * ent_t;
@@ -210,22 +216,33 @@ inline void token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenF
   stream_fence();
 }
 
-// Runs the token loop of mode M with the extras' sums only when the row has a reference or an entropy.
-template <PolicyMode M, typename R, typename TokenFn>
+// Runs the token loop with `kModeSums`, adding the extras' sums only when the row has a reference or an
+// entropy, and reading weights only when it has importance weights or a token mask.
+template <unsigned kModeSums, typename R, typename TokenFn>
 inline void mode_token_loop(const PolicyRow<R>& row, const PolicyParams<R>& p, TokenFn token, RowOut& out) {
-  if (row.ref != row.lp || row.kl_coef != R(0) || row.ent_coef != R(0) || row.has_entropy) {
-    token_loop<mode_sums(M) | kExtraSums>(row, p, token, out);
-  } else {
-    token_loop<mode_sums(M)>(row, p, token, out);
-  }
+  const bool extras = row.ref != row.lp || row.kl_coef != R(0) || row.ent_coef != R(0) || row.has_entropy;
+  const bool weighted = row.w != row.ones || row.e != row.m;
+  if (extras && weighted) token_loop<kModeSums | kExtraSums | kWeighted>(row, p, token, out);
+  else if (extras) token_loop<kModeSums | kExtraSums>(row, p, token, out);
+  else if (weighted) token_loop<kModeSums | kWeighted>(row, p, token, out);
+  else token_loop<kModeSums>(row, p, token, out);
 }
 
+template <typename R, PolicyMode M, bool kDual>
+void row_token_mode_dual(const PolicyRow<R>& row, const PolicyParams<R>& p, RowOut& out) {
+  constexpr unsigned sums = kDual ? mode_sums(M) : mode_sums(M) & ~bit(kAccDualClipped);
+  mode_token_loop<sums>(row, p, [p](R lp, R old, R adv, R selected) {
+    return token_policy_loss<M, R, ExpOf<R>, kDual>(p, lp, old, adv, selected, ExpOf<R>());
+  }, out);
+}
+
+// The dual clip's terms only where it is on (ppo, gppo with dualClip).
 template <typename R, PolicyMode M>
 void row_token_mode(const PolicyRow<R>& row, const PolicyParams<R>& params, RowOut& out) {
   const PolicyParams<R> p = params;
-  mode_token_loop<M>(row, p, [p](R lp, R old, R adv, R selected) {
-    return token_policy_loss<M, R>(p, lp, old, adv, selected, ExpOf<R>());
-  }, out);
+  constexpr bool kHasDual = M == PolicyMode::Ppo || M == PolicyMode::Gppo;
+  if (kHasDual && p.dual_clip > R(0)) row_token_mode_dual<R, M, true>(row, p, out);
+  else row_token_mode_dual<R, M, false>(row, p, out);
 }
 
 // gspo: the sequence's log-ratio first (mean of the clamped token δ over valid tokens, then the sequence
@@ -242,7 +259,7 @@ void row_gspo(const PolicyRow<R>& row, const PolicyParams<R>& p, RowOut& out) {
   const R seq_inside = (log_s >= row.seq_clamp_low && log_s <= row.seq_clamp_high) ? R(1) : R(0);
   const R seq_ratio = ExpOf<R>()(clamp_value(log_s, row.seq_clamp_low, row.seq_clamp_high));
   const PolicyParams<R> q = p;
-  mode_token_loop<PolicyMode::Gspo>(row, p, [q, seq_ratio, seq_inside](R, R, R adv, R) {
+  mode_token_loop<mode_sums(PolicyMode::Gspo)>(row, p, [q, seq_ratio, seq_inside](R, R, R adv, R) {
     return gspo_token_loss<R>(q, seq_ratio, seq_inside, adv);
   }, out);
 }
@@ -272,7 +289,7 @@ void row_gmpo(const PolicyRow<R>& row, const PolicyParams<R>& p, RowOut& out) {
   PolicyRow<R> unweighted = row;
   unweighted.w = row.ones;
   const PolicyParams<R> q = p;
-  mode_token_loop<PolicyMode::Gmpo>(unweighted, p, [q, token_share, token_grad, ratio](R lp, R old, R adv, R) {
+  mode_token_loop<mode_sums(PolicyMode::Gmpo)>(unweighted, p, [q, token_share, token_grad, ratio](R lp, R old, R adv, R) {
     const R raw = lp - old;
     const R inside = flag<R>(raw >= q.clamp_low) * flag<R>(raw <= q.clamp_high);
     const GmpoToken<R> g = gmpo_token<R>(q, clamp_value(raw, q.clamp_low, q.clamp_high), adv);

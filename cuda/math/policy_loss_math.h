@@ -61,7 +61,8 @@ AE_HD R flag(bool c) {
 // The token-level modes (everything but gspo and gmpo, whose ratio is a sequence's and which the kernels
 // handle with the row's sequence statistics). `selected` (0/1) marks the tokens clipCov zeroes / klCov
 // penalises. The mode is a template parameter and every branch inside is a select, so the loops vectorise.
-template <PolicyMode M, typename R, typename Exp>
+// kDual = false: the caller knows the dual clip is off (p.dual_clip == 0) and its terms are left out.
+template <PolicyMode M, typename R, typename Exp, bool kDual = true>
 AE_HD TokenLoss<R> token_policy_loss(const PolicyParams<R>& p, R lp, R old, R adv, R selected, Exp exp_fn) {
   const R delta_raw = lp - old;
   const R delta = clamp_value(delta_raw, p.clamp_low, p.clamp_high);
@@ -76,7 +77,7 @@ AE_HD TokenLoss<R> token_policy_loss(const PolicyParams<R>& p, R lp, R old, R ad
     const R clip_loss = clipped > R(0) ? -adv * rc : -adv * r;
     const R clip_grad = clipped > R(0) ? (M == PolicyMode::Gppo ? -adv * rc : R(0)) : -adv * r;
     const R cap = -adv * p.dual_clip;
-    const R dual = M == PolicyMode::ClipCov ? R(0)
+    const R dual = (M == PolicyMode::ClipCov || !kDual) ? R(0)
                    : flag<R>(p.dual_clip > R(0)) * flag<R>(adv < R(0)) * flag<R>(clip_loss > cap);
     const R zeroed = M == PolicyMode::ClipCov ? selected : R(0);
     const R loss = zeroed > R(0) ? R(0) : (dual > R(0) ? cap : clip_loss);
