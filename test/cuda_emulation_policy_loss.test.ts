@@ -19,7 +19,7 @@ import * as path from 'path';
 import * as ae from '../lib';
 import { cudaDevice, cudaStatus } from '../lib/cuda';
 import {
-  AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODES, nudgeGspoRows,
+  AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODE_CASES, MODES, nudgeGspoRows,
   RefPolicy, RefPolicyMetrics, RefPolicyOptions, refPolicyLoss,
 } from './ref/policy_loss';
 import { rng, SEED } from './helpers';
@@ -187,23 +187,11 @@ function runAll(label: string, batch: Batch, opts: RefPolicyOptions) {
   return { got, js, ref: refPolicyLoss({ ...batch, shape: [batch.B, batch.T] }, refOpts) };
 }
 
-const MODE_OPTIONS: readonly { mode: Mode; opts: RefPolicyOptions }[] = [
-  { mode: 'ppo', opts: { clipLow: 0.2, clipHigh: 0.28, dualClip: 3 } },
-  { mode: 'gppo', opts: { clipLow: 0.2, clipHigh: 0.28 } },
-  { mode: 'gspo', opts: { clipLow: 0.2, clipHigh: 0.2 } },
-  { mode: 'gspo', opts: { clipLow: 3e-4, clipHigh: 4e-4 } },
-  { mode: 'sapo', opts: { tauPos: 2, tauNeg: 0.5 } },
-  { mode: 'cispo', opts: { clipLow: 0.2, clipHigh: 0.28 } },
-  { mode: 'gmpo', opts: { clipLow: 0.4, clipHigh: 0.4 } },
-  { mode: 'reinforce', opts: {} },
-  { mode: 'clipCov', opts: { clipLow: 0.2, clipHigh: 0.28, clipCov: { ratio: 0.05, lb: 0.2, ub: 3 } } },
-  { mode: 'klCov', opts: { klCov: { ratio: 0.05, coef: 0.7 } } },
-];
 /** Rows shorter than a block (128 threads), of length 1, and longer (several tokens per thread); 9 rows > 4 blocks. */
 const SHAPES: readonly [number, number][] = [[9, 17], [6, 1], [3, 300]];
 
 maybe('every mode × every aggregation', () => {
-  const grid = MODE_OPTIONS.flatMap(({ mode, opts }, k) => AGGREGATIONS.map((aggregation, j) => ({
+  const grid = MODE_CASES.flatMap(({ mode, opts }, k) => AGGREGATIONS.map((aggregation, j) => ({
     name: `${mode} ${JSON.stringify(opts)} ${aggregation}`,
     mode,
     opts: { ...opts, mode, aggregation } as RefPolicyOptions,

@@ -8,28 +8,13 @@
  */
 import * as ae from '../lib';
 import {
-  AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODES, nudgeGspoRows,
+  AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODE_CASES, MODES, nudgeGspoRows,
   RefPolicy, RefPolicyMetrics, RefPolicyOptions, refPolicyLoss,
 } from './ref/policy_loss';
 import { BackendCase, backendCases, rng, SEED, withBackend } from './helpers';
 
 // ---- parameter table ----
 
-/** Per-mode options of the random cases: asymmetric clips, dual clip, GSPO's tiny ε, SAPO temperatures. */
-const MODE_OPTIONS: readonly { mode: Mode; opts: RefPolicyOptions }[] = [
-  { mode: 'ppo', opts: { clipLow: 0.2, clipHigh: 0.28, dualClip: 3 } },
-  { mode: 'ppo', opts: { clipLow: 0.2, clipHigh: 0.2 } },
-  { mode: 'gppo', opts: { clipLow: 0.2, clipHigh: 0.28 } },
-  { mode: 'gspo', opts: { clipLow: 0.2, clipHigh: 0.2 } },
-  { mode: 'gspo', opts: { clipLow: 3e-4, clipHigh: 4e-4 } },
-  { mode: 'sapo', opts: { tauPos: 1, tauNeg: 1.05 } },
-  { mode: 'sapo', opts: { tauPos: 2, tauNeg: 0.5 } },
-  { mode: 'cispo', opts: { clipLow: 0.2, clipHigh: 0.28 } },
-  { mode: 'gmpo', opts: { clipLow: 0.4, clipHigh: 0.4 } },
-  { mode: 'reinforce', opts: {} },
-  { mode: 'clipCov', opts: { clipLow: 0.2, clipHigh: 0.28, clipCov: { ratio: 0.05, lb: 0.2, ub: 3 } } },
-  { mode: 'klCov', opts: { klCov: { ratio: 0.05, coef: 0.7 } } },
-];
 const SHAPES: readonly [number, number][] = [[9, 17], [6, 1], [3, 40]];
 const BACKENDS: readonly BackendCase[] = backendCases();
 /**
@@ -184,7 +169,7 @@ function runBoth(batch: Batch, opts: RefPolicyOptions, c: BackendCase, extra: Re
 
 // ---- every mode × every aggregation, on every backend ----
 
-const GRID = MODE_OPTIONS.flatMap(({ mode, opts }, k) =>
+const GRID = MODE_CASES.flatMap(({ mode, opts }, k) =>
   AGGREGATIONS.map((aggregation, j) => ({
     name: `${mode} ${JSON.stringify(opts)} ${aggregation}`,
     mode,
@@ -238,7 +223,7 @@ describe.each(MODES)('%s: the async form', (mode) => {
 
 // ---- precision 'f64' ----
 
-describe.each(MODE_OPTIONS)('precision f64: $mode $opts', ({ mode, opts }) => {
+describe.each(MODE_CASES)('precision f64: $mode $opts', ({ mode, opts }) => {
   test.each(BACKENDS)('$label: Float64Array outputs within double rounding of the reference', async (c) => {
     const all = { ...opts, mode, aggregation: 'seq-mean-token-mean' as Aggregation, klCoef: 0.2, klEstimator: 'k3' as const, entropyCoef: 0.01 };
     const batch = batchFor(`f64 ${mode} ${JSON.stringify(opts)}`, mode, all, {

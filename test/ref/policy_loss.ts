@@ -932,3 +932,19 @@ export function medianOver(scale: Arr, mask: Arr): number {
   values.sort((x, y) => x - y);
   return values[values.length >> 1];
 }
+
+/** The mode settings every policy-loss suite runs (cpu/js and the CUDA emulation): asymmetric clips, dual clip, GSPO's tiny ε, SAPO temperatures. */
+export const MODE_CASES: readonly { mode: Mode; opts: RefPolicyOptions }[] = [
+  { mode: 'ppo', opts: { clipLow: 0.2, clipHigh: 0.28, dualClip: 3 } },
+  { mode: 'ppo', opts: { clipLow: 0.2, clipHigh: 0.2 } },
+  { mode: 'gppo', opts: { clipLow: 0.2, clipHigh: 0.28 } },
+  { mode: 'gspo', opts: { clipLow: 0.2, clipHigh: 0.2 } },
+  { mode: 'gspo', opts: { clipLow: 3e-4, clipHigh: 4e-4 } },
+  { mode: 'sapo', opts: { tauPos: 1, tauNeg: 1.05 } },
+  { mode: 'sapo', opts: { tauPos: 2, tauNeg: 0.5 } },
+  { mode: 'cispo', opts: { clipLow: 0.2, clipHigh: 0.28 } },
+  { mode: 'gmpo', opts: { clipLow: 0.4, clipHigh: 0.4 } },
+  { mode: 'reinforce', opts: {} },
+  { mode: 'clipCov', opts: { clipLow: 0.2, clipHigh: 0.28, clipCov: { ratio: 0.05, lb: 0.2, ub: 3 } } },
+  { mode: 'klCov', opts: { klCov: { ratio: 0.05, coef: 0.7 } } },
+];
