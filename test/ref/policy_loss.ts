@@ -624,8 +624,10 @@ export function refPolicyLoss(inputs: RefPolicyInputs, opts: RefPolicyOptions = 
       } else if (mode === 'sapo') {
         const tau = a > 0 ? tauPos : tauNeg;
         const sig = 1 / (1 + exp(-tau * (q.r - 1)));
+        // σ(x)(1 − σ(x)) written as σ(x)σ(−x): 1 − σ cancels to a few digits where the gate saturates
+        const sigNeg = 1 / (1 + exp(tau * (q.r - 1)));
         ell = -a * (4 / tau) * sig;
-        g = -a * 4 * sig * (1 - sig) * q.dr;
+        g = -a * 4 * sig * sigNeg * q.dr;
       } else if (mode === 'cispo') {
         const w0 = clip(q0.r, 1 - lo, 1 + hi);
         // cispo clips the weight whatever the sign of A: the side is the ratio's (low: r < 1 − clipLow)
