@@ -205,9 +205,11 @@ AE_HD KlValue<R> kl_estimate(KlEstimator est, KlClamp guard, bool straight_throu
   const R out_inside = flag<R>(value >= R(-10)) * flag<R>(value <= R(10));
   grad = out_clamp ? grad * out_inside : grad;
   value = out_clamp ? clamp_value(value, R(-10), R(10)) : value;
-  // A blend, not a select on the run-time flag (which the compiler keeps as a branch and then cannot vectorise).
+  // A blend, not a select on the run-time flag (which the compiler keeps as a branch and then cannot vectorise);
+  // written as two products so that each side is exact (grad + st·(d − grad) rounds d − 1 for k1+ and loses
+  // the digits of a small d).
   const R st = straight_through ? R(1) : R(0);
-  return {value, grad + st * (d - grad)};
+  return {value, grad * (R(1) - st) + d * st};
 }
 
 }  // namespace ae
