@@ -213,5 +213,15 @@ AE_DEVICE S block_reduce(S s, Scratch& scratch, const S& empty, Merge merge) {
   return s;
 }
 
+// exp in f32, clamped to ±87 like the CPU's ExpF32 (native/exp_f32.h) so that every value stays finite; expf is
+// CUDA's accurate exp (≤ 2 ulp), not the MUFU approximation. The functor the shared token math
+// (cuda/math/policy_loss_math.h) takes on the device.
+struct ExpF32Device {
+  AE_HD float operator()(float x) const {
+    x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
+    return expf(x);
+  }
+};
+
 }  // namespace cuda
 }  // namespace ae

@@ -49,15 +49,6 @@ struct PolicyExtras {
   float kl_coef, ent_coef;
 };
 
-// exp in f32, clamped to ±87 like the CPU's ExpF32 (native/exp_f32.h) so that every value stays finite; expf is
-// CUDA's accurate exp (≤ 2 ulp), not the MUFU approximation.
-struct ExpF32Device {
-  AE_HD float operator()(float x) const {
-    x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
-    return expf(x);
-  }
-};
-
 // ---- pass 1: counts and sequence sums ---------------------------------------------------------------------
 
 // Per row, f64: Σ m, and the sequence sums (gspo: seq_delta over m; gmpo: the others over m·e, counted in

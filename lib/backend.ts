@@ -152,7 +152,7 @@ function requireNative(param: string): NativeAddon {
 }
 
 /** The public ops with CUDA kernels: `backend: 'cuda'` runs them on the device (lib/cuda.ts). */
-export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'fullKl', 'policyLoss'] as const;
+export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'fullKl', 'policyLoss', 'klPenalty'] as const;
 export type CudaOp = (typeof CUDA_OPS)[number];
 
 /**

@@ -71,7 +71,12 @@ export interface CudaAddon {
   ): A extends true ? Promise<number> : number;
   /** The CPU addon's policyLoss arguments, f32 only (`exact` is refused): cuda/addon/policy_loss.cc. */
   policyLoss: NativeAddon['policyLoss'];
+  /** The CPU addon's klPenalty arguments, f32 only (`exact` is refused): cuda/addon/kl_penalty.cc. */
+  klPenalty: NativeAddon['klPenalty'];
 }
+
+/** The ops whose CUDA glue takes the CPU addon's arguments (see {@link CudaDevice.kernel}). */
+export type CudaKernelOp = 'klPenalty';
 
 const CUDA_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16'];
 
@@ -453,6 +458,15 @@ export class CudaDevice {
   }
 
   /**
+   * @internal The kernel of an op whose CUDA glue takes the CPU addon's positional arguments (lib/ops/* build
+   * them once for either backend; the last one is `async`); CUDA failures become ERR_AE_NATIVE like the other ops'.
+   */
+  kernel<K extends CudaKernelOp>(op: K, ...args: Parameters<NativeAddon[K]>): number | Promise<number> {
+    const fn = this.addon[op] as unknown as (...a: Parameters<NativeAddon[K]>) => number | Promise<number>;
+    return this.call(args[args.length - 1] === true, (bad) => bad, () => fn(...args));
+  }
+
+  /**
    * @internal The policy-loss kernel with the CPU addon's positional arguments (lib/ops/policy_loss.ts builds
    * them for either backend); CUDA failures become ERR_AE_NATIVE like the other ops'.
    */
@@ -496,7 +510,7 @@ function hostTensor(value: unknown, param: string): { tensor: Tensor; rows: numb
 
 const REQUIRED = [
   'info', 'alloc', 'free', 'copy', 'setStagingChunkBytes', 'lastDeviceMs', 'deviceBandwidth', 'tokenStats', 'tokenStatsBackward', 'fullKl',
-  'policyLoss',
+  'policyLoss', 'klPenalty',
 ] as const;
 
 /**

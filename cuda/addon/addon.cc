@@ -210,6 +210,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setStagingChunkBytes", Napi::Function::New(env, JSSetStagingChunkBytes, "setStagingChunkBytes"));
   init_token_stats(env, exports);
   init_policy_loss(env, exports);
+  init_kl_penalty(env, exports);
 #if defined(AE_CUDA_EMULATION)
   exports.Set("emuSetSchedule", Napi::Function::New(env, JSEmuSetSchedule, "emuSetSchedule"));
   exports.Set("emuCounters", Napi::Function::New(env, JSEmuCounters, "emuCounters"));

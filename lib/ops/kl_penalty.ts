@@ -5,7 +5,7 @@
  * and the straight-through forms ('k1+', 'abs+', 'k3+': the named value, the gradient of k2). Presets change
  * the guards: TRL none, OpenRLHF every estimator's value in ±10.
  */
-import { resolveBackend, nativeAddon } from '../backend';
+import { resolveCudaBackend, nativeAddon } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { KL_CLAMPS, KL_ESTIMATORS, klPenalty as jsKlPenalty, type KlClampName, type KlEstimatorName } from '../js/kl_penalty';
@@ -44,7 +44,8 @@ export interface KlPenaltyOptions {
   preset?: Preset;
   /** 'f32' (default, Float32Array outputs) or 'f64'. */
   precision?: Precision;
-  backend?: 'auto' | 'cpu' | 'js';
+  /** 'cuda' (per call only; f32): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
+  backend?: 'auto' | 'cpu' | 'js' | 'cuda';
 }
 
 export interface KlPenaltyResult<A extends Float32Array | Float64Array = Float32Array | Float64Array> {
@@ -68,11 +69,16 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
   const Out = precision === 'f64' ? Float64Array : Float32Array;
   const value = new Out(n);
   const grad = new Out(n);
-  const backend = resolveBackend(opts.backend, n, async);
+  const backend = resolveCudaBackend(opts.backend, n, async);
+  if (backend !== 'js' && backend !== 'cpu' && precision === 'f64') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');
+  }
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/kl_penalty.cc).
+  const kernel = backend === 'js' || backend === 'cpu' ? nativeAddon().klPenalty : backend.kernel.bind(backend, 'klPenalty');
   return run(
-    backend, async,
-    (a) => nativeAddon().klPenalty(n, precision === 'f64', lp, ref, value, grad, KL_ESTIMATORS.indexOf(estimator),
-      KL_CLAMPS.indexOf(clamp), straightThrough, a),
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(n, precision === 'f64', lp, ref, value, grad, KL_ESTIMATORS.indexOf(estimator), KL_CLAMPS.indexOf(clamp),
+      straightThrough, a),
     () => jsKlPenalty(lp, ref, estimator, clamp, straightThrough, value, grad),
     (bad) => {
       if (bad >= 0) {

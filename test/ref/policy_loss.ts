@@ -760,6 +760,28 @@ export interface Rng {
   normal(): number;
 }
 
+/**
+ * Random (lp, ref) pairs for the KL tests: d = lp − ref mostly small, some |d| in (2.7, 4) (k3 > 10 for
+ * d < −2.62), some beyond ±20, never near a kink (so that an f32 backend and the reference agree on the side).
+ */
+export function drawKlInputs(r: Rng, n: number, F: Float32ArrayConstructor | Float64ArrayConstructor) {
+  const lp = new F(n);
+  const ref = new F(n);
+  for (let i = 0; i < n; i++) {
+    for (;;) {
+      const u = r.float();
+      const d = u < 0.1 ? (r.float() < 0.5 ? -1 : 1) * r.uniform(20.2, 30) : u < 0.3 ? r.uniform(-4, 4) : 0.7 * r.normal();
+      lp[i] = -2 * Math.abs(r.normal());
+      ref[i] = lp[i] - d;
+      const dd = lp[i] - ref[i];
+      const x = Math.min(Math.max(-dd, -20), 20);
+      const k3 = Math.exp(x) - x - 1;
+      if (Math.abs(dd) > 1e-3 && Math.abs(Math.abs(dd) - 20) > 1e-3 && Math.abs(k3 - 10) > 1e-2) break;
+    }
+  }
+  return { lp, ref };
+}
+
 export interface BatchSpec {
   B: number;
   T: number;
