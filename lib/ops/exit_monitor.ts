@@ -20,8 +20,9 @@
  */
 import { ErrorCode, EngineError, argError } from '../errors';
 import * as is from '../is';
-import type { BackendName } from '../backend';
+import { requireCuda, type BackendName } from '../backend';
 import { logitRows, type Tensor } from '../tensor';
+import { DeviceTensor } from '../cuda';
 import { tokenStats, tokenStatsSync, type StatName } from './token_stats';
 import * as read from './rewards_inputs';
 import type { Integers, Numbers } from './rewards_inputs';
@@ -52,14 +53,17 @@ export interface ExitMonitorOptions {
   rules: ExitRules;
   /** τ of the logits path (statistics of softmax(z/τ)), default 1. */
   temperature?: number;
-  /** Backend of the logits path's tokenStats. */
+  /**
+   * Backend of the logits path's tokenStats. 'cuda' (the CUDA token statistics) also takes the logits as a
+   * DeviceTensor, so that a sampler's logits never leave the GPU: only entropy and max-prob come back.
+   */
   backend?: BackendName;
 }
 
 /** One decode step: the logits of the live sequences, or their precomputed signals. */
 export interface ExitStep {
-  /** [rows, V] (or [rows, 1, V]) next-token logits, one row per sequence in `ids`. */
-  logits?: Tensor;
+  /** [rows, V] (or [rows, 1, V]) next-token logits, one row per sequence in `ids` (a DeviceTensor on backend 'cuda'). */
+  logits?: Tensor | DeviceTensor;
   /** [rows] precomputed entropy (instead of logits). */
   entropy?: Numbers;
   /** [rows] precomputed max-prob (instead of logits). */
@@ -187,7 +191,8 @@ export function createExitMonitor(options: ExitMonitorOptions): ExitMonitor {
   if (batch > 2147483647) throw argError(ErrorCode.OUT_OF_RANGE, 'opts.batch', 'a batch below 2^31', batch);
   const rules = parseRules(opts.rules);
   const temperature = opts.temperature === undefined ? 1 : is.positiveNumber(opts.temperature, 'opts.temperature');
-  const backend = opts.backend === undefined ? undefined : is.oneOf(opts.backend, 'opts.backend', ['auto', 'cpu', 'js'] as const);
+  const backend = opts.backend === undefined ? undefined : is.oneOf(opts.backend, 'opts.backend', ['auto', 'cpu', 'js', 'cuda'] as const);
+  if (backend === 'cuda') requireCuda('opts.backend');
 
   // Per-sequence state: O(batch).
   const status = new Uint8Array(batch);
@@ -239,14 +244,24 @@ export function createExitMonitor(options: ExitMonitorOptions): ExitMonitor {
       if (status[id] !== LIVE) throw argError(ErrorCode.INVALID_ARG_VALUE, `step.ids[${k}]`, `a live sequence (sequence ${id} is ${STATUS[status[id]]})`, id);
     });
     const rows = ids.length;
-    let logits: Tensor | null = null;
+    let logits: Tensor | DeviceTensor | null = null;
     if (s.logits !== undefined) {
       if (s.entropy !== undefined || s.maxProb !== undefined) {
         throw argError(ErrorCode.INVALID_ARG_VALUE, 'step.entropy', 'either logits or precomputed entropy / maxProb, not both', s.entropy ?? s.maxProb);
       }
-      const r = logitRows(s.logits, 'step.logits');
-      if (r.rows !== rows) throw argError(ErrorCode.SHAPE_MISMATCH, 'step.logits.shape', `${rows} rows (one per sequence in ids)`, `[${r.tensor.shape.join(', ')}]`);
-      logits = r.tensor;
+      let shape: readonly number[];
+      if (s.logits instanceof DeviceTensor) {
+        if (backend !== 'cuda') throw argError(ErrorCode.INVALID_ARG_VALUE, 'step.logits', "host logits (device logits need opts.backend 'cuda')", 'DeviceTensor');
+        shape = s.logits.shape;
+        logits = s.logits;
+      } else {
+        const r = logitRows(s.logits, 'step.logits');
+        shape = r.tensor.shape;
+        logits = r.tensor;
+      }
+      // [rows, V] or [rows, 1, V]; the device op checks a device tensor's layout itself.
+      const logitRowCount = shape.length < 2 ? -1 : shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      if (logitRowCount !== rows) throw argError(ErrorCode.SHAPE_MISMATCH, 'step.logits.shape', `${rows} rows (one per sequence in ids)`, `[${shape.join(', ')}]`);
     }
     const entropy = s.entropy === undefined ? null : read.numbers(s.entropy, 'step.entropy', rows);
     const maxProb = s.maxProb === undefined ? null : read.numbers(s.maxProb, 'step.maxProb', rows);
@@ -319,7 +334,18 @@ export function createExitMonitor(options: ExitMonitorOptions): ExitMonitor {
 
   // One fused pass per row gives both statistics; tokenStats throws ERR_AE_NON_FINITE for a row with NaN, +inf or
   // only −inf (a row of −inf but one finite entry is valid: entropy 0, max-prob 1).
-  const statsOptions = () => ({ outputs: ['entropy', 'maxProb'] as StatName[], temperature, ...(backend === undefined ? {} : { backend }) });
+  // On 'cuda' the device's op, which also takes device logits.
+  const outputs: StatName[] = ['entropy', 'maxProb'];
+  function statsOf(logits: Tensor | DeviceTensor): ReturnType<typeof tokenStatsSync>;
+  function statsOf(logits: Tensor | DeviceTensor, async: true): ReturnType<typeof tokenStats>;
+  function statsOf(logits: Tensor | DeviceTensor, async = false) {
+    if (backend === 'cuda') {
+      const device = requireCuda('opts.backend');
+      return async ? device.tokenStats(logits, { outputs, temperature }) : device.tokenStatsSync(logits, { outputs, temperature });
+    }
+    const opts = { outputs, temperature, ...(backend === undefined ? {} : { backend }) };
+    return async ? tokenStats(logits as Tensor, opts) : tokenStatsSync(logits as Tensor, opts);
+  }
   function notPending(what: string): void {
     if (pending) throw new EngineError(ErrorCode.INVALID_ARG_VALUE, `ExitMonitor.${what}: a pushAsync is still pending (await it first)`, { param: 'step' });
   }
@@ -330,7 +356,7 @@ export function createExitMonitor(options: ExitMonitorOptions): ExitMonitor {
       notPending('push');
       const { ids, logits, entropy, maxProb, partial } = prepare(step);
       if (!logits) return decide(ids, entropy, maxProb, partial);
-      const stats = tokenStatsSync(logits, statsOptions());
+      const stats = statsOf(logits);
       return decide(ids, stats.entropy!, stats.maxProb!, partial);
     },
     async pushAsync(step) {
@@ -339,7 +365,7 @@ export function createExitMonitor(options: ExitMonitorOptions): ExitMonitor {
       if (!logits) return decide(ids, entropy, maxProb, partial);
       pending = true;
       try {
-        const stats = await tokenStats(logits, statsOptions());
+        const stats = await statsOf(logits, true);
         return decide(ids, stats.entropy!, stats.maxProb!, partial);
       } finally {
         pending = false;
