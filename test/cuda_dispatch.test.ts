@@ -117,10 +117,11 @@ maybe('auto and the ops without CUDA kernels', () => {
   });
 
   test("an op without CUDA kernels given 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE listing the ops that have them", () => {
-    const lp = Float32Array.of(-1, -2, -0.5);
-    expect(() => ae.klPenaltySync(lp, lp, { backend: 'cuda' } as never)).toThrow(expect.objectContaining({
+    // The vocabulary-shard states (SPEC §1.3) are merged across tensor-parallel ranks on the host: no CUDA kernel.
+    const { logits } = makeLogits(rng('dispatch shard'), [2, 16], 'f32');
+    expect(() => ae.tokenStatsPartialSync(logits, { vocabOffset: 0, backend: 'cuda' } as never)).toThrow(expect.objectContaining({
       code: 'ERR_AE_BACKEND_UNAVAILABLE', param: 'opts.backend',
-      message: expect.stringMatching(/has no CUDA kernels.*tokenStats, tokenStatsBackward, fullKl, policyLoss/),
+      message: expect.stringMatching(/tokenStatsPartial has no CUDA kernels.*tokenStats, tokenStatsBackward, fullKl, policyLoss/),
     }));
   });
 

@@ -64,7 +64,7 @@ function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStat
     ? null
     : is.tokenIds(opts.tokens, 'opts.tokens', rows, 2147483647, rowMask ?? undefined);
   const out = allocatePartial(rows);
-  const backend = resolveBackend(opts.backend, t.data.length, async);
+  const backend = resolveBackend(opts.backend, t.data.length, async, 'tokenStatsPartial');
   return run(
     backend,
     async,
