@@ -15,15 +15,12 @@ namespace cuda {
 namespace {
 
 constexpr int kKlThreads = 256;
-// Values per chunk of the host arrays (16 bytes each on the device: two inputs, two outputs), and blocks per
-// launch at most. Under the emulation both are small, so that the tests' arrays take several chunks and the
-// grid-stride loop.
+// Values per chunk of the host arrays (16 bytes each on the device: two inputs, two outputs). Under the
+// emulation small, so that the tests' arrays take several chunks.
 #if defined(AE_CUDA_EMULATION)
 constexpr index_t kChunk = 1000;
-constexpr index_t kMaxBlocks = 4;
 #else
 constexpr index_t kChunk = index_t{1} << 24;
-constexpr index_t kMaxBlocks = index_t{1} << 16;
 #endif
 
 template <KlEstimator E>

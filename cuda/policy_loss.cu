@@ -16,14 +16,6 @@ namespace cuda {
 
 namespace {
 
-// Blocks per launch at most; beyond, each block loops over rows (grid-stride). Under the emulation at most 4, so
-// that the tests' small batches take the loop over rows (and its barrier) that large batches take on the GPU.
-#if defined(AE_CUDA_EMULATION)
-constexpr index_t kMaxBlocks = 4;
-#else
-constexpr index_t kMaxBlocks = index_t{1} << 16;
-#endif
-
 template <PolicyMode M>
 cudaError_t launch_token(dim3 grid, cudaStream_t stream, const PolicyDeviceIo& io, const PolicyParams<float>& p,
                          const PolicyExtras& x, const RowCoef* coef, RowPartial* partials) {

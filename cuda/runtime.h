@@ -18,6 +18,14 @@
 namespace ae {
 namespace cuda {
 
+// Blocks per launch at most for kernels that loop over their rows or elements (grid-stride). Under the emulation
+// 4, so that the tests' small batches take the loop (and its barriers) that large batches take on the GPU.
+#if defined(AE_CUDA_EMULATION)
+constexpr index_t kMaxBlocks = 4;
+#else
+constexpr index_t kMaxBlocks = index_t{1} << 16;
+#endif
+
 // A failed CUDA call: `name` is the cudaError_t's name (cudaErrorIllegalAddress, …), the message says which
 // call and, under the emulation, what the faulting access was.
 class CudaError : public std::runtime_error {
@@ -74,7 +82,8 @@ class Context {
 
   // Scratch on the device: [0] chunk states, [1] per-row arrays, [2] per-row gradient coefficients,
   // [3..8] staged input chunks (two inputs × two slots), [9..10] output chunks (two slots), [11] the arrays of
-  // a policy-loss call (cuda/policy_loss.cu); pinned: [0..3]
+  // one call of a per-token / per-row family (policy loss, KL, rollout correction, advantages, rewards: the
+  // calls are serialised by lock(), so they share it); pinned: [0..3]
   // staged inputs, [4..5] outputs (see run_row_pipeline). The bandwidth probe borrows [3] and [4].
   GrowingBuffer& device_scratch(int k) { return *device_[k]; }
   GrowingBuffer& pinned_scratch(int k) { return *pinned_[k]; }

@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EngineError, ErrorCode, argError } from './errors';
 import type { NativeAddon } from './native';
-import { cudaDevice, cudaStatus, type CudaDevice, type CudaStatus } from './cuda';
+import { cudaDevice, cudaStatus, type CudaDevice, type CudaKernelOp, type CudaStatus } from './cuda';
 
 export type BackendName = 'auto' | 'cuda' | 'cpu' | 'js';
 export type ActiveBackend = 'cpu' | 'js';
@@ -152,7 +152,9 @@ function requireNative(param: string): NativeAddon {
 }
 
 /** The public ops with CUDA kernels: `backend: 'cuda'` runs them on the device (lib/cuda.ts). */
-export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'fullKl', 'policyLoss', 'klPenalty'] as const;
+export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'fullKl', 'policyLoss', 'rolloutCorrection', 'klPenalty',
+  'gae', 'discountedReturns', 'reinforcePlusPlus', 'placeOutcome', 'optimalTokenBaseline', 'whiten', 'momentsPartial', 'advantages', 'advantagesPartial',
+  'scatterSteps', 'implicitProcessReward', 'phaseEntropy'] as const;
 export type CudaOp = (typeof CUDA_OPS)[number];
 
 /**
@@ -213,6 +215,19 @@ export function resolveBackend(option: unknown, elements: number, async: boolean
 export function resolveCudaBackend(option: unknown, elements: number, async: boolean): ActiveBackend | CudaDevice {
   if (option === 'cuda') return requireCuda('opts.backend');
   return resolveBackend(option, elements, async);
+}
+
+/**
+ * The kernel `op` runs on for a resolved backend: the CUDA device's (its glue takes the cpu addon's positional
+ * arguments), else the cpu addon's. Looked up only when called, so that on the js backend — which run() never
+ * sends to a kernel — the addon need not load.
+ */
+export function kernelOf<K extends CudaKernelOp>(backend: ActiveBackend | CudaDevice, op: K): NativeAddon[K] {
+  const call = (...args: Parameters<NativeAddon[K]>) => {
+    if (backend !== 'js' && backend !== 'cpu') return backend.kernel(op, ...args);
+    return (nativeAddon()[op] as (...a: Parameters<NativeAddon[K]>) => number | Promise<number>)(...args);
+  };
+  return call as unknown as NativeAddon[K];
 }
 
 export interface BackendInfo {

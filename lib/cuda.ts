@@ -4,7 +4,8 @@
  * `fromDevice`, `dispose()` with a FinalizationRegistry as the safety net), and the token statistics ops
  * (SPEC §1.1, §1.2, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
  * cuda/token_stats.cu; glue: cuda/addon/. The policy loss (SPEC §2, cuda/policy_loss.cu) takes host arrays and
- * is reached through the public op (`policyLoss(…, {backend: 'cuda'})`, see {@link CudaDevice.policyLossKernel}).
+ * is reached through the public op (`policyLoss(…, {backend: 'cuda'})`, see {@link CudaDevice.policyLossKernel}), and
+ * so is the rollout correction (SPEC §2.2, cuda/rollout_correction.cu, {@link CudaDevice.rolloutCorrectionKernel}).
  *
  * Where data lives: logits (and the backward's gradient) may be a DeviceTensor or a host tensor. Host logits
  * are streamed to the device in row chunks through pinned buffers, copies overlapping kernels. Per-row
@@ -73,10 +74,26 @@ export interface CudaAddon {
   policyLoss: NativeAddon['policyLoss'];
   /** The CPU addon's klPenalty arguments, f32 only (`exact` is refused): cuda/addon/kl_penalty.cc. */
   klPenalty: NativeAddon['klPenalty'];
+  /** The CPU addon's rolloutCorrection arguments, f32 only (`exact` is refused): cuda/addon/rollout_correction.cc. */
+  rolloutCorrection: NativeAddon['rolloutCorrection'];
+  /** The CPU addon's token-level advantage arguments, f32 or f64: cuda/addon/token_advantages.cc. */
+  tokenAdvantages: NativeAddon['tokenAdvantages'];
+  momentsPartial: NativeAddon['momentsPartial'];
+  placeOutcome: NativeAddon['placeOutcome'];
+  optimalTokenBaseline: NativeAddon['optimalTokenBaseline'];
+  /** The CPU addon's advantages arguments, f32 or f64 outputs: cuda/addon/advantages.cc. */
+  advantages: NativeAddon['advantages'];
+  /** The CPU addon's process-reward and phase-entropy arguments, f32 or f64 inputs: cuda/addon/process_rewards.cc,
+   * cuda/addon/phase_entropy.cc. */
+  scatterSteps: NativeAddon['scatterSteps'];
+  implicitProcessReward: NativeAddon['implicitProcessReward'];
+  phaseEntropy: NativeAddon['phaseEntropy'];
 }
 
 /** The ops whose CUDA glue takes the CPU addon's arguments (see {@link CudaDevice.kernel}). */
-export type CudaKernelOp = 'klPenalty';
+export type CudaKernelOp =
+  | 'policyLoss' | 'rolloutCorrection' | 'klPenalty' | 'advantages' | 'tokenAdvantages' | 'momentsPartial' | 'placeOutcome'
+  | 'optimalTokenBaseline' | 'scatterSteps' | 'implicitProcessReward' | 'phaseEntropy';
 
 const CUDA_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16'];
 
@@ -467,14 +484,6 @@ export class CudaDevice {
   }
 
   /**
-   * @internal The policy-loss kernel with the CPU addon's positional arguments (lib/ops/policy_loss.ts builds
-   * them for either backend); CUDA failures become ERR_AE_NATIVE like the other ops'.
-   */
-  policyLossKernel(...args: Parameters<NativeAddon['policyLoss']>): number | Promise<number> {
-    return this.call(args[args.length - 1] === true, (bad) => bad, () => this.addon.policyLoss(...args));
-  }
-
-  /**
    * Token statistics (SPEC §1.1) of device or host logits [N, V] / [B, T, V] in f32, bf16 or f16: entropy,
    * logprob (with tokens), logsumexp, sumPiSquared, maxProb, as Float32Array(N) each. Same options as
    * `tokenStats` (precision 'f32' only), plus `blockSplit`.
@@ -510,7 +519,8 @@ function hostTensor(value: unknown, param: string): { tensor: Tensor; rows: numb
 
 const REQUIRED = [
   'info', 'alloc', 'free', 'copy', 'setStagingChunkBytes', 'lastDeviceMs', 'deviceBandwidth', 'tokenStats', 'tokenStatsBackward', 'fullKl',
-  'policyLoss', 'klPenalty',
+  'policyLoss', 'rolloutCorrection', 'klPenalty', 'tokenAdvantages', 'momentsPartial', 'placeOutcome',
+  'optimalTokenBaseline', 'advantages', 'scatterSteps', 'implicitProcessReward', 'phaseEntropy',
 ] as const;
 
 /**

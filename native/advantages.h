@@ -10,14 +10,15 @@
 // when row r is a group of one and singletons are rejected.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+
+#include "../cuda/math/advantages_math.h"  // Estimator, Scale, Singleton and the per-row formulas
 #include "common.h"
+#include "group_index.h"
 #include "moments.h"
 
 namespace ae {
-
-enum Estimator : int32_t { kGrpo = 0, kRloo, kReinforceBaseline, kRemax, kOpo, kGpg, kPassk, kBnpo, kNgrpo };
-enum Scale : int32_t { kScaleGroup = 0, kScaleBatch, kScaleNone };
-enum Singleton : int32_t { kSingletonZero = 0, kSingletonRaw, kSingletonReject };
 
 // Layouts shared with lib/js/advantages.ts (STAT, BATCH).
 enum StatIndex : int32_t { kStatGroups = 0, kStatSingletons, kStatZeroStd, kStatUnscorable, kStatWhitenSkipped, kStatLength };
@@ -62,8 +63,43 @@ struct AdvantagesArgs {
 };
 index_t advantages(const AdvantagesArgs& args);
 
-// group_of[i] for every row, groups numbered in order of first appearance (open addressing on the ids);
-// returns the group count.
-index_t group_index(const int32_t* ids32, const int64_t* ids64, index_t group_size, index_t rows, int32_t* group_of);
+// Phase 5's host arithmetic, shared with the CUDA backend (cuda/advantages.cu): bnpo's constants of one
+// component from its batch state (min, max, moments of the group means), and the per-row formula's inputs from
+// the finalized batch state.
+inline BnpoComponent bnpo_component(const double* o) {
+  BnpoComponent c;
+  c.lo = o[0];
+  c.range = o[1] - o[0];
+  const double n = o[2];
+  const double p_mean = (o[3] - c.lo) / c.range;
+  const double p_var = n >= 2 ? o[4] / (n - 1) / (c.range * c.range) : 0;
+  bnpo_shape(p_mean, p_var, n, &c.alpha, &c.beta);
+  c.log_beta = std::lgamma(c.alpha) + std::lgamma(c.beta) - std::lgamma(c.alpha + c.beta);
+  return c;
+}
+
+inline AdvApply finalize_batch(const AdvantagesConfig& c, const double* batch) {
+  AdvApply p{};
+  p.estimator = c.estimator;
+  p.scale = c.scale;
+  p.eps = c.eps;
+  p.virtual_max = c.virtual_max;
+  p.clip = c.clip;
+  p.exact_zero = c.exact_zero_variance;
+  p.raw_singleton = c.singleton == kSingletonRaw;
+  p.normalize_then_sum = c.normalize_then_sum;
+  p.batch_std = adv_unbiased_std(batch[kBatchRewardN], batch[kBatchRewardM2]);
+  p.gpg_alpha = batch[kBatchRows] / std::max(batch[kBatchNonZero], 1.0);
+  p.reward_n = batch[kBatchRewardN];
+  p.reward_mean = batch[kBatchRewardMean];
+  p.reward_m2 = batch[kBatchRewardM2];
+  Moments whiten;
+  whiten.n = batch[kBatchWhitenN], whiten.mean = batch[kBatchWhitenMean], whiten.m2 = batch[kBatchWhitenM2];
+  const WhitenParams wp = whiten_params(whiten, c.whiten);
+  p.whiten_mean = wp.mean;
+  p.whiten_inv_std = wp.inv_std;
+  p.whiten_skipped = wp.skipped;
+  return p;
+}
 
 }  // namespace ae

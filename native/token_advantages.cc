@@ -6,13 +6,11 @@
 #include <cmath>
 #include <vector>
 
-#include "advantages.h"
+#include "group_index.h"
 #include "thread_pool.h"
 
 namespace ae {
 namespace {
-
-constexpr double kOtbEps = 1e-8;  // verl compute_optimal_token_baseline_advantage's epsilon
 
 index_t rows_per_task(index_t cols) { return cols >= 16384 ? 1 : 16384 / (cols > 0 ? cols : 1); }
 
@@ -28,33 +26,16 @@ bool scan_row(const TokenAdvantagesArgs& a, index_t b, double* row) {
     }
     return ok;
   }
-  const bool gae = c.scan == kScanGae;
-  const double gl = c.gamma * c.lambda;
-  double g = 0, next_value = 0;
+  const ScanParams p{c.scan, c.gap, c.gamma, c.gamma * c.lambda};
+  ScanState s{0, 0};
   for (index_t t = T - 1; t >= 0; --t) {
     const bool valid = a.mask == nullptr || a.mask[o + t] == 1;
     const double r = load(a.x, a.x_f64, o + t);
     const double v = a.values != nullptr ? load(a.values, a.values_f64, o + t) : 0;
     if (valid && !(std::isfinite(r) && std::isfinite(v))) ok = false;
-    if (valid || c.gap == kGapZero) {
-      const double rv = valid ? r : 0, vv = valid ? v : 0;
-      if (gae) {
-        g = rv + c.gamma * next_value - vv + gl * g;
-        next_value = vv;
-      } else {
-        g = rv + c.gamma * g;
-      }
-      row[t] = g;
-    } else if (c.gap == kGapReset) {
-      row[t] = gae ? g : r + c.gamma * g;
-      g = 0;
-      next_value = 0;
-    } else {
-      row[t] = g;  // carry
-    }
-    if (a.returns != nullptr) {
-      store(a.returns, a.out_f64, o + t, gae ? row[t] + (valid || c.gap != kGapZero ? v : 0) : row[t]);
-    }
+    double ret;
+    row[t] = scan_step(p, s, valid, r, v, &ret);
+    if (a.returns != nullptr) store(a.returns, a.out_f64, o + t, ret);
   }
   return ok;
 }
@@ -116,8 +97,8 @@ index_t token_advantages(const TokenAdvantagesArgs& a) {
   const double back = c.shift_mean ? 0 : p.mean;
   ThreadPool::instance().parallel_for(B * T, 1 << 16, [&](index_t begin, index_t end) {
     for (index_t i = begin; i < end; ++i) {
-      const double w = (load(a.out, a.out_f64, i) - p.mean) * p.inv_std + back;
-      store(a.out, a.out_f64, i, c.mask_output && a.mask != nullptr && a.mask[i] == 0 ? 0 : w);
+      store(a.out, a.out_f64, i,
+            whiten_value(load(a.out, a.out_f64, i), p.mean, p.inv_std, back, c.mask_output && a.mask != nullptr && a.mask[i] == 0));
     }
   });
   return first;
@@ -177,8 +158,7 @@ index_t optimal_token_baseline(const OtbArgs& a) {
       for (index_t t = 0; t < T; ++t) {
         if (a.mask[o + t] == 1) {
           const double rho = a.is_weights != nullptr ? load(a.is_weights, a.isw_f64, o + t) : 1;
-          const double w = (1 - 2 * std::exp(load(a.old_logprobs, a.old_f64, o + t)) +
-                            load(a.sum_pi_squared, a.spp_f64, o + t)) * rho * rho;
+          const double w = otb_weight(load(a.old_logprobs, a.old_f64, o + t), load(a.sum_pi_squared, a.spp_f64, o + t), rho);
           if (!std::isfinite(w) || !std::isfinite(load(a.rewards, a.rewards_f64, o + t))) bad[b] = 1;
           cum += w;
         }
@@ -202,8 +182,8 @@ index_t optimal_token_baseline(const OtbArgs& a) {
       const bool single = size[group_of[b]] == 1;
       for (index_t t = 0; t < T; ++t) {
         store(a.returns, a.out_f64, o + t, G[o + t]);
-        const double baseline = single ? (a.raw_singleton ? 0 : G[o + t]) : num[go + t] / (den[go + t] + kOtbEps);
-        store(a.advantages, a.out_f64, o + t, a.mask[o + t] == 1 ? G[o + t] - baseline : 0);
+        store(a.advantages, a.out_f64, o + t,
+              otb_advantage(G[o + t], num[go + t], den[go + t], single, a.raw_singleton, a.mask[o + t] == 1));
       }
     }
   });

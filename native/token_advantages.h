@@ -12,15 +12,11 @@
 // non-finite reward or value at a valid position (its outputs are still written), or −1.
 #pragma once
 
+#include "../cuda/math/token_advantages_math.h"  // Scan, Gap and the per-position scan math
 #include "common.h"
 #include "moments.h"
 
 namespace ae {
-
-enum Scan : int32_t { kScanNone = 0, kScanDiscounted, kScanGae };
-// What a masked position does to a scan: carry it through (engine, verl GAE), reset it to 0 (verl
-// REINFORCE++), or read its reward and value as 0 and keep discounting (OpenRLHF).
-enum Gap : int32_t { kGapCarry = 0, kGapReset, kGapZero };
 
 // The scalar options in the order lib/ops/moments.ts nativeTokenArgs packs them.
 struct TokenConfig {

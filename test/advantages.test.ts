@@ -5,77 +5,16 @@
  * hand-worked cases, the Sync/async twins, thread-count independence and coded errors for bad input.
  */
 import * as ae from '../lib';
-import { refAdvantages, type RefAdvantageOptions } from './ref/advantages';
+import { ESTIMATORS, KINDS, makeBatch, refAdvantages, type Batch, type RefAdvantageOptions } from './ref/advantages';
 import { backendCases, nativeLoaded, rng, withBackend, type BackendCase } from './helpers';
-import type { Sfc32 } from '../lib/prng';
 
-// ---- parameter table ----
+// ---- parameter table: ESTIMATORS, KINDS and makeBatch (test/ref/advantages.ts, shared with the CUDA suite) ----
 
-const ESTIMATORS: readonly RefAdvantageOptions[] = [
-  { estimator: 'grpo' },
-  { estimator: 'grpo', scale: 'batch' },
-  { estimator: 'grpo', scale: 'none' },
-  { estimator: 'rloo' },
-  { estimator: 'reinforceBaseline' },
-  { estimator: 'remax' },
-  { estimator: 'opo' },
-  { estimator: 'gpg' },
-  { estimator: 'passk' },
-  { estimator: 'passk', scale: 'none' },
-  { estimator: 'bnpo' },
-  { estimator: 'ngrpo' },
-  { estimator: 'ngrpo', virtualMax: 2, scale: 'batch' },
-];
-const KINDS = ['binary', 'continuous', 'ties'] as const;
-type Kind = (typeof KINDS)[number];
 /** f64 outputs: both sides are f64 with different summation orders; bnpo's weights reach 1e6. */
 const F64_TOL = { rtol: 1e-9, atol: 1e-9 };
 /** f32 outputs: one f32 rounding of an f64 result. */
 const F32_TOL = { rtol: 1e-6, atol: 1e-6 };
 const BACKENDS: readonly BackendCase[] = backendCases();
-
-interface Batch {
-  rewards: Float64Array;
-  weights?: number[];
-  groupIds: number[];
-  lengths: number[];
-  baselines: number[];
-}
-
-/** A shuffled batch of groups of sizes 1, 2, 3–9 and 64, some all equal, with NaN entries when `nan`. */
-function makeBatch(r: Sfc32, kind: Kind, K: number, nan: boolean): Batch {
-  const sizes = [1, 2, 64, 1, 2, 2 + r.int(8), 2 + r.int(8), 2 + r.int(8), 3];
-  const rows: { id: number; values: number[] }[] = [];
-  sizes.forEach((size, k) => {
-    const id = r.int(2) ? r.int(1 << 30) - (1 << 29) : k * 1000003; // arbitrary, non-contiguous keys
-    const equal = k === 7 || k === 8; // all-equal groups
-    const common = Array.from({ length: K }, () => draw(r, kind));
-    for (let j = 0; j < size; j++) {
-      rows.push({ id, values: Array.from({ length: K }, (_, c) => (equal ? common[c] : draw(r, kind))) });
-    }
-  });
-  for (let i = rows.length - 1; i > 0; i--) {
-    const j = r.int(i + 1);
-    [rows[i], rows[j]] = [rows[j], rows[i]];
-  }
-  if (nan) {
-    for (const row of rows) {
-      if (r.float() < 0.1) row.values.fill(NaN); // unscorable row
-      else if (K > 1 && r.float() < 0.2) row.values[r.int(K)] = NaN; // one component not scored
-    }
-  }
-  return {
-    rewards: Float64Array.from(rows.flatMap((x) => x.values)),
-    ...(K > 1 ? { weights: Array.from({ length: K }, () => r.uniform(0.2, 2)) } : {}),
-    groupIds: rows.map((x) => x.id),
-    lengths: rows.map(() => 1 + r.int(50)),
-    baselines: rows.map(() => r.normal()),
-  };
-}
-
-function draw(r: Sfc32, kind: Kind): number {
-  return kind === 'binary' ? r.int(2) : kind === 'ties' ? r.pick([0, 0.5, 1]) : 2 * r.normal() + 0.5;
-}
 
 function inputsOf(b: Batch): ae.AdvantageInputs {
   return { rewards: b.rewards, groupIds: b.groupIds, lengths: b.lengths, baselines: b.baselines, ...(b.weights ? { rewardWeights: b.weights } : {}) };

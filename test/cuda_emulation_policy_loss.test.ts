@@ -7,54 +7,27 @@
  *     inputs, at the CPU tests' tolerance (1e-5 of each token's Σ|terms|), bitwise the same under forward,
  *     reverse and random thread schedules, and within the CPU tests' parity tolerance of the js backend;
  *   - the extras: each KL estimator, klClamp off, the entropy bonus, importance weights [B] and [B·T], a token
- *     mask, the data-parallel divisors, rollout correction (computed on the host, the loss on the device);
+ *     mask, the data-parallel divisors, rollout correction (its kernel, then the loss, on the device);
  *   - rows longer than a block (several tokens per thread), rows of length 1, fully masked rows, batches with
  *     no valid token, B = 0 and T = 0; more rows than the (emulation's) grid: blocks loop over rows;
  *   - errors: a mask entry other than 0/1 (before anything is written), a non-finite input at a valid token,
  *     precision 'f64'; the async form equals the Sync one.
  * On a machine with a GPU, `npm run test:gpu` (AE_CUDA_TEST=gpu) runs the same cases on the device.
  */
-import { spawnSync } from 'child_process';
-import * as path from 'path';
 import * as ae from '../lib';
-import { cudaDevice, cudaStatus } from '../lib/cuda';
 import {
   AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODE_CASES, MODES, nudgeGspoRows,
   RefPolicy, RefPolicyMetrics, RefPolicyOptions, refPolicyLoss,
 } from './ref/policy_loss';
 import { rng, SEED } from './helpers';
+import { EmulatorControls, loadCudaBackend, TOOLCHAIN, underEverySchedule } from './cuda_setup';
 
-const ROOT = path.resolve(__dirname, '..');
-const GPU = process.env.AE_CUDA_TEST === 'gpu';
-const TOOLCHAIN = GPU || ['cmake', 'c++'].every((tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0);
 if (!TOOLCHAIN) console.log('cuda policy-loss emulation tests skipped: cmake or a C++ compiler is missing');
 const maybe = TOOLCHAIN ? describe : describe.skip;
 
-interface Schedules {
-  emuSetSchedule(schedule: number, seed: number): void;
-}
-const SCHEDULES = [{ name: 'forward', kind: 0 }, { name: 'reverse', kind: 1 }, { name: 'random', kind: 2 }] as const;
-let emu: Schedules | undefined;
-
+let emu: EmulatorControls | undefined;
 beforeAll(() => {
-  if (!TOOLCHAIN) return;
-  const saved = process.env.ADVANTAGE_ENGINE_CUDA_ADDON;
-  if (!GPU) {
-    const build = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build_cuda.js'), '--emulation'], {
-      cwd: ROOT, encoding: 'utf8', timeout: 900_000,
-    });
-    if (build.status !== 0) throw new Error(`emulation build failed:\n${build.stdout}\n${build.stderr}`);
-    process.env.ADVANTAGE_ENGINE_CUDA_ADDON = build.stdout.trim().split('\n').pop()!;
-  }
-  try {
-    // The probe runs once per module instance and is cached: this file's ops use the addon found here.
-    const status = cudaStatus();
-    if (!status.available) throw new Error(`no cuda device: ${status.code}: ${status.message}`);
-  } finally {
-    if (saved === undefined) delete process.env.ADVANTAGE_ENGINE_CUDA_ADDON;
-    else process.env.ADVANTAGE_ENGINE_CUDA_ADDON = saved;
-  }
-  if (!GPU) emu = cudaDevice().addon as unknown as Schedules;
+  if (TOOLCHAIN) emu = loadCudaBackend();
 }, 900_000);
 
 afterEach(() => emu?.emuSetSchedule(2, SEED));
@@ -136,27 +109,6 @@ function expectParity(a: Result, b: Result, ref: RefPolicy, batch: Batch, label:
   near(label, 'loss vs js', a.loss, b.loss, PARITY_RTOL * (ref.lossScale + (ownScale ? Math.abs(b.loss) : 0)));
 }
 
-/** Runs `fn` under each thread schedule and checks that every schedule gives bitwise the same result. */
-function underEverySchedule(label: string, fn: () => Result): Result {
-  if (!emu) return fn();
-  let first: Result | undefined;
-  for (const s of SCHEDULES) {
-    emu.emuSetSchedule(s.kind, SEED);
-    const got = fn();
-    if (!first) {
-      first = got;
-      continue;
-    }
-    const what = `${label}: ${s.name} vs forward schedule`;
-    expect(got.tokenLoss).toEqualBitwise(first.tokenLoss, `${what} tokenLoss`);
-    expect(got.gradLogprob).toEqualBitwise(first.gradLogprob, `${what} gradLogprob`);
-    if (first.gradEntropy) expect(got.gradEntropy!).toEqualBitwise(first.gradEntropy, `${what} gradEntropy`);
-    expect([what, got.loss]).toEqual([what, first.loss]);
-    expect(got.metrics).toEqual(first.metrics);
-  }
-  return first!;
-}
-
 function batchFor(label: string, mode: Mode, opts: RefPolicyOptions, spec: Partial<Parameters<typeof makeBatch>[1]> & { B: number; T: number }): Batch {
   const lo = opts.clipLow ?? clipDefaults(mode).clipLow;
   const hi = opts.clipHigh ?? clipDefaults(mode).clipHigh;
@@ -175,7 +127,7 @@ function batchFor(label: string, mode: Mode, opts: RefPolicyOptions, spec: Parti
  * is exactly 0.
  */
 function runAll(label: string, batch: Batch, opts: RefPolicyOptions) {
-  const got = underEverySchedule(label, () => ae.policyLossSync(inputsOf(batch), engineOpts(opts, { backend: 'cuda' })));
+  const got = underEverySchedule(emu, SEED, label, () => ae.policyLossSync(inputsOf(batch), engineOpts(opts, { backend: 'cuda' })));
   const js = ae.policyLossSync(inputsOf(batch), engineOpts(opts, { backend: 'js' }));
   let refOpts = opts;
   if (opts.mode === 'clipCov') {

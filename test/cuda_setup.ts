@@ -16,6 +16,8 @@ export const TOOLCHAIN = GPU || ['cmake', 'c++'].every((tool) => spawnSync(tool,
 
 export interface EmulatorControls {
   emuSetSchedule(schedule: number, seed: number): void;
+  /** Kernel launches so far (and more counters; test/cuda_emulation.test.ts reads them all). */
+  emuCounters(): { launches: number };
 }
 export const SCHEDULES = [{ name: 'forward', kind: 0 }, { name: 'reverse', kind: 1 }, { name: 'random', kind: 2 }] as const;
 
@@ -41,4 +43,31 @@ export function loadCudaBackend(): EmulatorControls | undefined {
     else process.env.ADVANTAGE_ENGINE_CUDA_ADDON = saved;
   }
   return GPU ? undefined : (cudaDevice().addon as unknown as EmulatorControls);
+}
+
+/**
+ * Runs `fn` under each emulated thread schedule (once on a GPU) and returns the first result. Every later result
+ * must carry the same bits in each typed array and the same value in every other field, nested objects
+ * included: a difference means the kernel's result depends on the order its threads run in (a race).
+ */
+export function underEverySchedule<T>(emu: EmulatorControls | undefined, seed: number, label: string, fn: () => T): T {
+  if (!emu) return fn();
+  let first: T | undefined;
+  for (const s of SCHEDULES) {
+    emu.emuSetSchedule(s.kind, seed);
+    const got = fn();
+    if (first === undefined) first = got;
+    else expectSameBits(got, first, `${label}: ${s.name} vs forward schedule`);
+  }
+  return first as T;
+}
+
+function expectSameBits(got: unknown, want: unknown, what: string): void {
+  if (ArrayBuffer.isView(want) && !(want instanceof DataView)) {
+    expect(got as ArrayLike<number>).toEqualBitwise(want as unknown as ArrayLike<number>, what);
+  } else if (want !== null && typeof want === 'object') {
+    for (const [key, value] of Object.entries(want)) expectSameBits((got as Record<string, unknown>)[key], value, `${what}.${key}`);
+  } else {
+    expect([what, got]).toEqual([what, want]);
+  }
 }

@@ -211,6 +211,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_token_stats(env, exports);
   init_policy_loss(env, exports);
   init_kl_penalty(env, exports);
+  init_rollout_correction(env, exports);
+  init_token_advantages(env, exports);
+  init_advantages(env, exports);
+  init_process_rewards(env, exports);
+  init_phase_entropy(env, exports);
 #if defined(AE_CUDA_EMULATION)
   exports.Set("emuSetSchedule", Napi::Function::New(env, JSEmuSetSchedule, "emuSetSchedule"));
   exports.Set("emuCounters", Napi::Function::New(env, JSEmuCounters, "emuCounters"));

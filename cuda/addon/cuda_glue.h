@@ -50,6 +50,11 @@ Napi::Value run_device_job(Napi::Env env, bool async, const std::vector<glue::Ar
 void init_token_stats(Napi::Env env, Napi::Object exports);
 void init_policy_loss(Napi::Env env, Napi::Object exports);
 void init_kl_penalty(Napi::Env env, Napi::Object exports);
+void init_rollout_correction(Napi::Env env, Napi::Object exports);
+void init_token_advantages(Napi::Env env, Napi::Object exports);
+void init_advantages(Napi::Env env, Napi::Object exports);
+void init_process_rewards(Napi::Env env, Napi::Object exports);
+void init_phase_entropy(Napi::Env env, Napi::Object exports);
 
 #if defined(AE_CUDA_EMULATION)
 struct EmuSelfTestResult {

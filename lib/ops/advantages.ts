@@ -5,11 +5,13 @@
  * for data-parallel ranks (advantagesPartial → mergeAdvantageStats → advantages with `batchStats`).
  *
  * This layer validates, resolves the preset and the backend, and maps kernel reports to errors. Kernels:
- * lib/js/advantages.ts and native/advantages.{h,cc} (same phases, f64 arithmetic throughout).
+ * lib/js/advantages.ts, native/advantages.{h,cc} and cuda/advantages.cu (`backend: 'cuda'`, per call; the same
+ * addon arguments) — same phases, f64 arithmetic throughout.
  */
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
-import { resolveBackend, nativeAddon, type BackendName } from '../backend';
+import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
+import type { CudaDevice } from '../cuda';
 import * as js from '../js/advantages';
 import { BATCH, ESTIMATOR, SCALE, SINGLETON, STAT } from '../js/advantages';
 import {
@@ -135,7 +137,7 @@ interface Prepared {
   job: js.AdvantagesJob;
   estimator: Estimator;
   exact: boolean;
-  backend: 'cpu' | 'js';
+  backend: 'cpu' | 'js' | CudaDevice;
   groupParam: string;
   preset: Preset | null;
 }
@@ -197,17 +199,19 @@ function prepare(inputs: AdvantageInputs, options: AdvantageOptions | undefined,
     batchIn, partialOnly, advantages: alloc(), groupMean: alloc(), groupStd: alloc(),
     stats: new Float64Array(STAT.length), batchOut: new Float64Array(BATCH.fixed + BATCH.perComponent * components),
   };
-  const backend = resolveBackend(opts.backend, B * K, async);
+  const backend = resolveCudaBackend(opts.backend, B * K, async);
   return { job, estimator, exact, backend, groupParam: ids ? 'inputs.groupIds' : 'inputs.groupSize', preset: presetName };
 }
 
 /** Runs a prepared job on its backend; `finish` builds the result once the kernel reports success. */
 function runJob<T>(p: Prepared, async: boolean, finish: () => T): T | Promise<T> {
-  const { job } = p;
+  const { job, backend } = p;
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/advantages.cc).
+  const kernel = kernelOf(backend, 'advantages');
   return run(
-    p.backend,
+    backend === 'js' ? 'js' : 'cpu',
     async,
-    (a) => nativeAddon().advantages(
+    (a) => kernel(
       job.rewards, job.rows, job.components, job.weights, job.ids instanceof Int32Array ? job.ids : null,
       job.ids instanceof BigInt64Array ? job.ids : null, job.groupSize, job.lengths, job.baselines, nativeConfig(job),
       job.batchIn, job.partialOnly, job.advantages, job.groupMean, job.groupStd, job.stats, job.batchOut, a,

@@ -5,7 +5,7 @@
  * and the straight-through forms ('k1+', 'abs+', 'k3+': the named value, the gradient of k2). Presets change
  * the guards: TRL none, OpenRLHF every estimator's value in ±10.
  */
-import { resolveCudaBackend, nativeAddon } from '../backend';
+import { kernelOf, resolveCudaBackend } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { KL_CLAMPS, KL_ESTIMATORS, klPenalty as jsKlPenalty, type KlClampName, type KlEstimatorName } from '../js/kl_penalty';
@@ -74,7 +74,7 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
     throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');
   }
   // The cuda addon takes the cpu addon's arguments (cuda/addon/kl_penalty.cc).
-  const kernel = backend === 'js' || backend === 'cpu' ? nativeAddon().klPenalty : backend.kernel.bind(backend, 'klPenalty');
+  const kernel = kernelOf(backend, 'klPenalty');
   return run(
     backend === 'js' ? 'js' : 'cpu', async,
     (a) => kernel(n, precision === 'f64', lp, ref, value, grad, KL_ESTIMATORS.indexOf(estimator), KL_CLAMPS.indexOf(clamp),

@@ -12,11 +12,12 @@
  *   whole batch's. Presets change the mean / variance conventions (lib/ops/advantage_presets.ts).
  *
  * Kernels: lib/js/moments.ts, lib/js/token_advantages.ts (tokenAdvantages, momentsPartial) and
- * native/token_advantages.cc. Group moments and token counts are small host-side reductions (JS only).
+ * native/token_advantages.cc; with `backend: 'cuda'` (whiten, momentsPartial) cuda/token_advantages.cu. Group
+ * moments and token counts are small host-side reductions (JS only).
  */
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
-import { resolveBackend, nativeAddon, type BackendName } from '../backend';
+import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
 import * as jsMoments from '../js/moments';
 import * as js from '../js/token_advantages';
 import { SCAN } from '../js/token_advantages';
@@ -85,9 +86,12 @@ function momentsPartialImpl(async: boolean, x: NumberArray, mask?: Uint8Array | 
   const m = mask === undefined || mask === null ? null : maskOf(mask, 'mask', values.length);
   const [rows, cols] = rowsOf(opts.shape, values.length, 'opts.shape');
   const out = new Float64Array(3);
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/token_advantages.cc).
+  const backend = resolveCudaBackend(opts.backend, values.length, async);
+  const kernel = kernelOf(backend, 'momentsPartial');
   return run(
-    resolveBackend(opts.backend, values.length, async), async,
-    (a) => nativeAddon().momentsPartial(values, m, rows, cols, out, a),
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(values, m, rows, cols, out, a),
     () => js.momentsPartial(values, m, rows, cols, out),
     (bad) => {
       if (bad >= 0) throw nonFinite('x', bad * cols, bad);
@@ -138,9 +142,11 @@ function whitenImpl(async: boolean, x: NumberArray, mask?: Uint8Array | null, op
     maskOutput: false, out: exact ? new Float64Array(values.length) : new Float32Array(values.length), returns: null,
     momentsOut: new Float64Array(4),
   };
+  const backend = resolveCudaBackend(opts.backend, values.length, async);
+  const kernel = kernelOf(backend, 'tokenAdvantages');
   return run(
-    resolveBackend(opts.backend, values.length, async), async,
-    (a) => nativeAddon().tokenAdvantages(...nativeTokenArgs(job), a),
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(...nativeTokenArgs(job), a),
     () => js.tokenAdvantages(job),
     (bad) => {
       if (bad >= 0) throw nonFinite('x', bad * cols, bad);

@@ -6,11 +6,12 @@
  *
  * The boundary token itself belongs to neither phase (it is a delimiter). Rows without a boundary are all
  * thinking; an empty phase has mean 0. Sums in f64 in token order; kernels in lib/js/phase_entropy.ts and
- * native/phase_entropy.{h,cc}.
+ * native/phase_entropy.{h,cc}, and on the GPU with `backend: 'cuda'` per call (cuda/phase_entropy.cu: f64 sums in
+ * a fixed tree).
  */
 import { ErrorCode, EngineError, argError } from '../errors';
 import * as is from '../is';
-import { nativeAddon, resolveBackend, type BackendName } from '../backend';
+import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
 import * as js from '../js/phase_entropy';
 import { asyncForm, run, syncForm } from './run';
 import * as read from './rewards_inputs';
@@ -43,6 +44,7 @@ export interface PhaseEntropyOptions {
   wAnswer?: number;
   /** α ≥ 0 of the default wThink = −α; default 0.1. Not with wThink. */
   alpha?: number;
+  /** 'cuda' (per call only): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
   backend?: BackendName;
 }
 
@@ -97,11 +99,13 @@ function phaseEntropyImpl(async: boolean, inputs: PhaseEntropyInputs, options?: 
   const answerMean = new Float64Array(rows);
   const thinkCount = new Int32Array(rows);
   const answerCount = new Int32Array(rows);
-  const backend = resolveBackend(opts.backend, rows * tokens, async);
+  const backend = resolveCudaBackend(opts.backend, rows * tokens, async);
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/phase_entropy.cc).
+  const kernel = kernelOf(backend, 'phaseEntropy');
   return run(
-    backend,
+    backend === 'js' ? 'js' : 'cpu',
     async,
-    (a) => nativeAddon().phaseEntropy(
+    (a) => kernel(
       entropy, entropy instanceof Float64Array, mask, rows, tokens, boundary, tokenIds, boundaryToken, boundaryOut,
       thinkMean, answerMean, thinkCount, answerCount, a,
     ),

@@ -11,7 +11,7 @@
  * policy_cov.ts. Everything per token runs in lib/js/policy_loss.ts, native/policy_loss.cc or
  * cuda/policy_loss.cu (`backend: 'cuda'`).
  */
-import { nativeAddon, resolveCudaBackend } from '../backend';
+import { kernelOf, resolveCudaBackend } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import {
@@ -440,7 +440,7 @@ function runJob(async: boolean, job: Job, rolloutMetrics: RolloutCorrectionMetri
     throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');
   }
   // The cuda addon takes the cpu addon's arguments (cuda/addon/policy_loss.cc).
-  const kernel = backend === 'js' || backend === 'cpu' ? nativeAddon().policyLoss : backend.policyLossKernel.bind(backend);
+  const kernel = kernelOf(backend, 'policyLoss');
   return run(
     backend === 'js' ? 'js' : 'cpu', async,
     (a) => kernel(
@@ -456,9 +456,8 @@ function runJob(async: boolean, job: Job, rolloutMetrics: RolloutCorrectionMetri
 function policyLossImpl(async: boolean, inputs: unknown, options?: unknown): PolicyLossResult | Promise<PolicyLossResult> {
   const { job, rollout } = resolve(inputs, options);
   if (!rollout) return runJob(async, job, null);
-  // Rollout correction has no CUDA kernels: under backend 'cuda' it runs on the default backend, the loss on the device.
-  const correctionBackend = job.backend === 'cuda' ? undefined : job.backend;
-  const correctionOptions = { ...(rollout.options ?? {}), precision: job.precision, backend: correctionBackend } as RolloutCorrectionOptions;
+  // The correction runs on the loss's backend (under 'cuda' on the device too).
+  const correctionOptions = { ...(rollout.options ?? {}), precision: job.precision, backend: job.backend } as RolloutCorrectionOptions;
   if (!async) {
     const correction = rolloutCorrectionSync(rollout.inputs, correctionOptions);
     applyCorrection(job, correction);

@@ -12,11 +12,12 @@
  * Step arrays are [B, S] flat with `stepCounts` [B] (entries past a row's count are ignored and output 0).
  * Sequence-level arithmetic is f64 with f32 outputs. aggregateSteps, transformSteps and thoughtUnits are O(B·S)
  * plain JS (a native call would cost more than the work); the per-token ones run natively when the addon is
- * loaded (kernels in lib/js/process_rewards.ts and native/process_rewards.{h,cc}, same arithmetic).
+ * loaded (kernels in lib/js/process_rewards.ts and native/process_rewards.{h,cc}, same arithmetic), and on the
+ * GPU with `backend: 'cuda'` per call (cuda/process_rewards.cu: the same f64 arithmetic, sums in a fixed tree).
  */
 import { ErrorCode, EngineError, argError } from '../errors';
 import * as is from '../is';
-import { nativeAddon, resolveBackend, type BackendName } from '../backend';
+import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
 import * as js from '../js/process_rewards';
 import { asyncForm, run, syncForm } from './run';
 import * as read from './rewards_inputs';
@@ -170,6 +171,7 @@ export interface ScatterStepsOptions {
   shape: readonly [number, number];
   /** [B] valid steps per row (default S). */
   stepCounts?: Integers;
+  /** 'cuda' (per call only): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
   backend?: BackendName;
 }
 
@@ -181,11 +183,13 @@ function scatterStepsImpl(async: boolean, stepRewards: Numbers, stepEnd: Integer
   const counts = read.stepCounts(opts.stepCounts, 'opts.stepCounts', rows, steps);
   const ends = read.stepEnds(stepEnd, 'stepEnd', rows, steps, counts, tokens);
   const out = new Float32Array(rows * tokens);
-  const backend = resolveBackend(opts.backend, rows * tokens, async);
+  const backend = resolveCudaBackend(opts.backend, rows * tokens, async);
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/process_rewards.cc).
+  const kernel = kernelOf(backend, 'scatterSteps');
   return run(
-    backend,
+    backend === 'js' ? 'js' : 'cpu',
     async,
-    (a) => nativeAddon().scatterSteps(rewards, rewards instanceof Float64Array, ends, counts, rows, steps, tokens, out, a),
+    (a) => kernel(rewards, rewards instanceof Float64Array, ends, counts, rows, steps, tokens, out, a),
     () => js.scatterSteps(rewards, ends, counts, rows, steps, tokens, out),
     () => out,
   );
@@ -212,6 +216,7 @@ export interface ImplicitProcessRewardOptions {
   stepEnd?: Integers;
   /** [B] valid steps per row (default S). */
   stepCounts?: Integers;
+  /** 'cuda' (per call only): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
   backend?: BackendName;
 }
 
@@ -256,11 +261,12 @@ function implicitImpl(
   const tokenRewards = new Float32Array(rows * tokens);
   const stepRewards = ends ? new Float32Array(rows * steps) : null;
   const total = new Float32Array(rows);
-  const backend = resolveBackend(opts.backend, 2 * rows * tokens, async);
+  const backend = resolveCudaBackend(opts.backend, 2 * rows * tokens, async);
+  const kernel = kernelOf(backend, 'implicitProcessReward');
   return run(
-    backend,
+    backend === 'js' ? 'js' : 'cpu',
     async,
-    (a) => nativeAddon().implicitProcessReward(
+    (a) => kernel(
       lp, lp instanceof Float64Array, rf, rf instanceof Float64Array, m, rows, tokens, beta, ends, counts, steps,
       tokenRewards, stepRewards, total, a,
     ),

@@ -7,8 +7,10 @@
  * truncated to [low, high] ('truncate', TIS) or kept raw inside the bounds and zeroed outside ('mask', icepop
  * / sequence masking), with optional rejection of tokens or sequences whose divergence statistic exceeds a
  * bound. The weights multiply the policy term of policyLoss (its `isWeights`), the mask its `tokenMask`.
+ * Backends: js (lib/js/rollout_correction.ts), cpu (native/rollout_correction.cc) and, per call with
+ * `backend: 'cuda'` and f32 arrays, cuda/rollout_correction.cu; all three compute in f64.
  */
-import { nativeAddon, resolveBackend } from '../backend';
+import { kernelOf, resolveCudaBackend } from '../backend';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import {
@@ -49,9 +51,10 @@ export interface RolloutCorrectionOptions {
   /** Drop tokens (aggregate 'token') or whole sequences ('sum' | 'mean' | 'max' of the statistic over the
    * sequence) whose statistic k1 = −δ_r, k2 = ½δ_r² or k3 = exp(δ_r) − 1 − δ_r exceeds `bound`. */
   reject?: { statistic: Statistic; aggregate?: RejectAggregate; bound: number };
-  /** 'f32' (default, Float32Array weights) or 'f64'. */
+  /** 'f32' (default, Float32Array weights) or 'f64' (not on the cuda backend). */
   precision?: Precision;
-  backend?: 'auto' | 'cpu' | 'js';
+  /** 'cuda' (per call only; precision 'f32'): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
+  backend?: 'auto' | 'cpu' | 'js' | 'cuda';
 }
 
 export interface RolloutCorrectionMetrics {
@@ -156,11 +159,15 @@ function rolloutCorrectionImpl(async: boolean, inputs: unknown, options?: unknow
   const weights = r.precision === 'f64' ? new Float64Array(n) : new Float32Array(n);
   const keep = new Uint8Array(n);
   const summary = new Float64Array(CSUMMARY.size);
-  const backend = resolveBackend(r.backend, n, async);
+  const backend = resolveCudaBackend(r.backend, n, async);
+  if (backend !== 'js' && backend !== 'cpu' && r.precision === 'f64') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');
+  }
+  // The cuda addon takes the cpu addon's arguments (cuda/addon/rollout_correction.cc).
+  const kernel = kernelOf(backend, 'rolloutCorrection');
   return run(
-    backend, async,
-    (a) => nativeAddon().rolloutCorrection(r.rows, r.cols, r.precision === 'f64', r.old, r.roll, r.mask, weights, keep,
-      packParams(r.params), summary, a),
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(r.rows, r.cols, r.precision === 'f64', r.old, r.roll, r.mask, weights, keep, packParams(r.params), summary, a),
     () => jsRolloutCorrection(r.rows, r.cols, r.old, r.roll, r.mask, r.params, weights, keep, summary),
     (bad) => {
       if (bad >= 0) {

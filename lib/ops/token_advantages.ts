@@ -12,11 +12,14 @@
  * Multi-turn rule: at masked positions (observation tokens) the scans carry V_next, g_next and G through
  * unchanged, and their own reward and value are not read (presets: verl resets the REINFORCE++ return there,
  * OpenRLHF reads them as 0 and keeps discounting). Arithmetic is f64; outputs Float32Array, or Float64Array with
- * precision 'f64'. Kernels: lib/js/token_advantages.ts, native/token_advantages.{h,cc}.
+ * precision 'f64'. Kernels: lib/js/token_advantages.ts, native/token_advantages.{h,cc}, and with `backend: 'cuda'`
+ * (gae, discountedReturns, reinforcePlusPlus, placeOutcome, optimalTokenBaseline; f32 or f64 like the cpu)
+ * cuda/token_advantages.cu.
  */
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
-import { resolveBackend, nativeAddon, type BackendName } from '../backend';
+import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
+import type { CudaDevice } from '../cuda';
 import * as js from '../js/token_advantages';
 import { SCAN } from '../js/token_advantages';
 import {
@@ -96,11 +99,16 @@ function momentsArg(value: unknown): [number, number, number] | null {
   }) as [number, number, number];
 }
 
-/** Runs a scan job; the kernel reports the first row with a non-finite reward or value at a valid position. */
-function runScan(async: boolean, job: js.TokenJob, backend: 'cpu' | 'js'): TokenAdvantageResult<Values> | Promise<TokenAdvantageResult<Values>> {
+/**
+ * Runs a scan job on the js, cpu or cuda backend (the cuda addon takes the cpu addon's arguments,
+ * cuda/addon/token_advantages.cc); the kernel reports the first row with a non-finite reward or value at a valid
+ * position.
+ */
+function runScan(async: boolean, job: js.TokenJob, backend: 'cpu' | 'js' | CudaDevice): TokenAdvantageResult<Values> | Promise<TokenAdvantageResult<Values>> {
+  const kernel = kernelOf(backend, 'tokenAdvantages');
   return run(
-    backend, async,
-    (a) => nativeAddon().tokenAdvantages(...nativeTokenArgs(job), a),
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(...nativeTokenArgs(job), a),
     () => js.tokenAdvantages(job),
     (bad) => {
       if (bad >= 0) throw nonFinite(job.values ? 'inputs.rewards / inputs.values' : 'inputs.rewards', bad * job.cols, bad);
@@ -136,7 +144,7 @@ function gaeImpl(async: boolean, inputs: GaeInputs, options?: GaeOptions) {
   const whiten = booleanOf(opts.whiten, 'opts.whiten', true);
   if (!whiten && opts.moments !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.moments', 'no moments with whiten: false', opts.moments);
   const job = scanJob(SCAN.gae, rewards, values, mask, shape, opts, whiten, false, (p) => p.gaeGap);
-  return runScan(async, job, resolveBackend(opts.backend, 2 * rewards.length, async));
+  return runScan(async, job, resolveCudaBackend(opts.backend, 2 * rewards.length, async));
 }
 
 /**
@@ -161,7 +169,7 @@ function discountedReturnsImpl(async: boolean, inputs: TokenInputs, options?: Re
   const opts = is.options(options, 'opts', ['gamma', 'preset', 'precision', 'backend'] as const);
   // Without whitening the scan's output is the returns themselves.
   const job = scanJob(SCAN.discounted, rewards, null, mask, shape, opts, false, false, (p) => p.returnsGap, false);
-  const result = runScan(async, job, resolveBackend(opts.backend, rewards.length, async));
+  const result = runScan(async, job, resolveCudaBackend(opts.backend, rewards.length, async));
   // A thenable test, not instanceof: the addon's promises may come from another realm (jest's vm contexts).
   return 'then' in result ? result.then((r) => r.advantages) : result.advantages;
 }
@@ -180,7 +188,7 @@ function reinforcePlusPlusImpl(async: boolean, inputs: TokenInputs, options?: Re
   const { shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'mask', 'shape']);
   const opts = is.options(options, 'opts', ['gamma', 'moments', 'preset', 'precision', 'backend'] as const);
   const job = scanJob(SCAN.discounted, rewards, null, mask, shape, opts, true, true, (p) => p.returnsGap);
-  return runScan(async, job, resolveBackend(opts.backend, rewards.length, async));
+  return runScan(async, job, resolveCudaBackend(opts.backend, rewards.length, async));
 }
 
 /**
@@ -209,9 +217,11 @@ function placeOutcomeImpl(async: boolean, rewards: NumberArray, mask: Uint8Array
   const T = B === 0 ? 0 : length / B;
   const m = maskOf(mask, 'mask', B * T);
   const out = precisionOf(opts.precision) === 'f64' ? new Float64Array(B * T) : new Float32Array(B * T);
+  const backend = resolveCudaBackend(opts.backend, B * T, async);
+  const kernel = kernelOf(backend, 'placeOutcome');
   return run(
-    resolveBackend(opts.backend, B * T, async), async,
-    (a) => nativeAddon().placeOutcome(R, m, B, T, out, a),
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(R, m, B, T, out, a),
     () => js.placeOutcome(R, m, B, T, out),
     () => out,
   );
@@ -254,9 +264,11 @@ function optimalTokenBaselineImpl(async: boolean, inputs: OptimalTokenBaselineIn
     ids, groupSize, rawSingleton: singletonRule(advantagePreset(presetOf(opts.preset)), 'optimalTokenBaseline') === 'raw',
     advantages: exact ? new Float64Array(n) : new Float32Array(n), returns: exact ? new Float64Array(n) : new Float32Array(n),
   };
+  const backend = resolveCudaBackend(opts.backend, 4 * n, async);
+  const kernel = kernelOf(backend, 'optimalTokenBaseline');
   return run(
-    resolveBackend(opts.backend, 4 * n, async), async,
-    (a) => nativeAddon().optimalTokenBaseline(
+    backend === 'js' ? 'js' : 'cpu', async,
+    (a) => kernel(
       job.rewards, job.mask, job.oldLogprobs, job.sumPiSquared, job.isWeights, job.ids instanceof Int32Array ? job.ids : null,
       job.ids instanceof BigInt64Array ? job.ids : null, job.groupSize, B, job.cols, job.rawSingleton, job.advantages, job.returns, a,
     ),

@@ -1,57 +1,18 @@
-// N-API glue for phase entropy (SPEC §5.5): converts arguments into ae::PhaseEntropyArgs, re-checking every
-// buffer length against the shape (64-bit), and runs the job sync or async. lib/ops/phase_entropy.ts has
-// validated values already (boundary positions, token ids); this layer guards memory only.
+// N-API glue for phase entropy (SPEC §5.5): the arguments as phase_entropy_call.h reads them (every buffer
+// length re-checked against the shape), run sync or async. lib/ops/phase_entropy.ts has validated values
+// already (boundary positions, token ids); this layer guards memory only.
 #include "../phase_entropy.h"
 
 #include "glue.h"
+#include "phase_entropy_call.h"
 
 namespace ae {
 namespace {
 
-using glue::Array;
-
-// JS: phaseEntropy(entropy, entropyF64, mask|null, rows, tokens, boundary|null, tokenIds|null, boundaryToken,
-//                  boundaryOut, thinkMean, answerMean, thinkCount, answerCount, async)
 Napi::Value JSPhaseEntropy(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  PhaseEntropyArgs a;
-  a.entropy_f64 = glue::bool_arg(info, 1, "entropyF64");
-  a.rows = glue::index_arg(info, 3, "rows");
-  a.tokens = glue::index_arg(info, 4, "tokens");
-  const size_t elements = glue::checked_product(env, a.rows, a.tokens);
-  const size_t rows = static_cast<size_t>(a.rows);
-  const Array entropy = glue::typed_array(info, 0, "entropy", a.entropy_f64 ? napi_float64_array : napi_float32_array,
-                                          elements, false);
-  const Array mask = glue::typed_array(info, 2, "mask", napi_uint8_array, elements, true);
-  // Which form was passed is read from the arguments, not the data pointers (an empty array may have none).
-  const bool by_position = !info[5].IsNull() && !info[5].IsUndefined();
-  const Array boundary = glue::typed_array(info, 5, "boundary", napi_int32_array, rows, true);
-  const Array ids = glue::typed_array(info, 6, "tokenIds", napi_int32_array, elements, by_position);
-  if (by_position && !info[6].IsNull() && !info[6].IsUndefined()) {
-    glue::throw_error(env, "ERR_INVALID_ARG_VALUE", "pass boundary positions or token ids, not both");
-  }
-  Napi::Value token = info[7];
-  if (!token.IsNumber()) glue::throw_error(env, "ERR_INVALID_ARG_TYPE", "Expected a number for boundaryToken");
-  a.boundary_token = token.As<Napi::Number>().Int32Value();
-  const Array boundary_out = glue::typed_array(info, 8, "boundaryOut", napi_int32_array, rows, false);
-  const Array think_mean = glue::typed_array(info, 9, "thinkMean", napi_float64_array, rows, false);
-  const Array answer_mean = glue::typed_array(info, 10, "answerMean", napi_float64_array, rows, false);
-  const Array think_count = glue::typed_array(info, 11, "thinkCount", napi_int32_array, rows, false);
-  const Array answer_count = glue::typed_array(info, 12, "answerCount", napi_int32_array, rows, false);
-  const bool async = glue::bool_arg(info, 13, "async");
-  a.entropy = entropy.data;
-  a.mask = static_cast<const uint8_t*>(mask.data);
-  a.boundary = static_cast<const int32_t*>(boundary.data);
-  a.token_ids = static_cast<const int32_t*>(ids.data);
-  a.by_position = by_position;
-  a.boundary_out = static_cast<int32_t*>(boundary_out.data);
-  a.think_mean = static_cast<double*>(think_mean.data);
-  a.answer_mean = static_cast<double*>(answer_mean.data);
-  a.think_count = static_cast<int32_t*>(think_count.data);
-  a.answer_count = static_cast<int32_t*>(answer_count.data);
-  return glue::run_job(env, async,
-                       {entropy, mask, boundary, ids, boundary_out, think_mean, answer_mean, think_count, answer_count},
-                       [a] { return phase_entropy(a); });
+  const glue::PhaseEntropyCall call = glue::read_phase_entropy_call(info);
+  const PhaseEntropyArgs a = call.args;
+  return glue::run_job(info.Env(), call.async, call.keep, [a] { return phase_entropy(a); });
 }
 
 }  // namespace

@@ -1,0 +1,2 @@
+// cuda/process_rewards.cu (host code and kernels) compiled by g++ against the emulation.
+#include "../process_rewards.cu"
