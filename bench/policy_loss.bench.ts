@@ -63,7 +63,7 @@ export const POLICY_LOSS_OPS: Readonly<Record<string, OpDefinition>> = {
     },
   },
   'kl-penalty': {
-    description: 'klPenaltySync(logprob, refLogprob) over rows·cols pairs (bytes: two f32 inputs read, value + grad f32 written)',
+    description: 'klPenaltySync(logprob, refLogprob) over rows·cols pairs (bytes: two f32 inputs read, value + grad f32 written into caller buffers)',
     dtypes: ['f32'],
     defaultRows: { cpu: 4096, js: 256 },
     defaultCols: 8192,
@@ -72,7 +72,8 @@ export const POLICY_LOSS_OPS: Readonly<Record<string, OpDefinition>> = {
     allocatedBytes: (c) => tokens(c) * 29,
     prepare(c, seed): Prepared {
       const b = makeBatch(c.rows, c.cols, seed);
-      const options = { estimator: c.params.estimator as 'k3', backend: c.backend };
+      const out = { value: new Float32Array(tokens(c)), grad: new Float32Array(tokens(c)) };
+      const options = { estimator: c.params.estimator as 'k3', backend: c.backend, out };
       return { fn: () => void klPenaltySync(b.logprob, b.refLogprob, options), elements: tokens(c), bytesMoved: tokens(c) * 16, inputBytes: tokens(c) * 8 };
     },
   },

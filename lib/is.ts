@@ -103,6 +103,19 @@ export function float64Of(value: unknown, param: string, length: number): Float6
   return value;
 }
 
+/**
+ * An output buffer: the caller's `value` (n values in the precision's array type, sharing no memory with any of
+ * `inputs`: the kernels read inputs while writing outputs) or, when `value` is undefined, a new one.
+ */
+export function outputArray(value: unknown, param: string, n: number, precision: 'f32' | 'f64', inputs: readonly (FloatArray | null)[]): FloatArray {
+  if (value === undefined) return precision === 'f64' ? new Float64Array(n) : new Float32Array(n);
+  const checked = precision === 'f64' ? float64Of(value, param, n) : float32Of(value, param, n);
+  if (inputs.some((input) => input !== null && input.buffer === checked.buffer)) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, param, 'a buffer that is not one of the inputs', 'an input array');
+  }
+  return checked;
+}
+
 /** Token ids: Int32Array, Uint32Array, BigInt64Array or an array of integers, `length` of them,
  * each in [0, vocab) for the rows where `rowMask` is set. Returns an Int32Array (copied only when the
  * input is not one already). */

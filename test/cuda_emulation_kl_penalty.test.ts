@@ -96,7 +96,7 @@ maybe('klPenalty on the cuda backend', () => {
     expect(() => ae.klPenaltySync(lp, ref, { backend: 'cuda' })).toThrow(expect.objectContaining({ code: 'ERR_AE_NON_FINITE', row: 3000 }));
   });
 
-  test("precision 'f64' is refused before anything runs; async equals sync", async () => {
+  test("precision 'f64' is refused before anything runs; async equals sync; opts.out buffers", async () => {
     const { lp, ref } = drawKlInputs(rng('cuda kl async'), 2001, Float32Array);
     const lp64 = Float64Array.from(lp);
     const ref64 = Float64Array.from(ref);
@@ -106,5 +106,9 @@ maybe('klPenalty on the cuda backend', () => {
     const viaPromise = await ae.klPenalty(lp, ref, { estimator: 'k2', backend: 'cuda' });
     expect(viaPromise.value).toEqualBitwise(sync.value, 'async value');
     expect(viaPromise.grad).toEqualBitwise(sync.grad, 'async grad');
+    const out = { value: new Float32Array(lp.length), grad: new Float32Array(lp.length) };
+    const into = ae.klPenaltySync(lp, ref, { estimator: 'k2', backend: 'cuda', out });
+    expect(into.value).toBe(out.value);
+    expect(into.grad).toEqualBitwise(sync.grad, 'opts.out grad');
   });
 });

@@ -132,3 +132,44 @@ describe('AdaptiveKlController', () => {
     }
   });
 });
+
+describe('opts.out: the caller\'s buffers', () => {
+  test.each(BACKENDS)('$label: written in place and returned, the same values as new arrays (f32 and f64)', async (c) => {
+    const { lp, ref } = drawKlInputs(rng(`kl out ${c.label}`), 1001, Float32Array);
+    await withBackend(c, async () => {
+      for (const precision of ['f32', 'f64'] as const) {
+        const [a, b] = precision === 'f64' ? [Float64Array.from(lp), Float64Array.from(ref)] : [lp, ref];
+        const Out = precision === 'f64' ? Float64Array : Float32Array;
+        const out = { value: new Out(a.length).fill(NaN), grad: new Out(a.length).fill(NaN) };
+        const fresh = ae.klPenaltySync(a, b, { estimator: 'k3', precision, backend: c.backend });
+        const got = ae.klPenaltySync(a, b, { estimator: 'k3', precision, backend: c.backend, out });
+        expect(got.value).toBe(out.value);
+        expect(got.grad).toBe(out.grad);
+        expect(got.value).toEqualBitwise(fresh.value, `${precision} value`);
+        expect(got.grad).toEqualBitwise(fresh.grad, `${precision} grad`);
+        // Only one of the two given: the other is new.
+        const half = await ae.klPenalty(a, b, { estimator: 'k2', precision, backend: c.backend, out: { grad: out.grad } });
+        expect(half.grad).toBe(out.grad);
+        expect(half.value).not.toBe(out.value);
+      }
+    });
+  });
+
+  test('bad buffers are refused before anything is written: type, length, an input, value = grad, unknown key', () => {
+    const lp = Float32Array.of(-1, -2, -0.5);
+    const ref = Float32Array.of(-1.5, -2, -0.25);
+    const f32 = () => new Float32Array(3);
+    const refused = (out: unknown, code: string, param: string) =>
+      expect(() => ae.klPenaltySync(lp, ref, { out } as never)).toThrow(expect.objectContaining({ code, param }));
+    refused({ value: new Float64Array(3) }, 'ERR_INVALID_ARG_TYPE', 'opts.out.value');
+    refused({ grad: new Float32Array(4) }, 'ERR_AE_SHAPE_MISMATCH', 'opts.out.grad');
+    refused({ value: lp }, 'ERR_INVALID_ARG_VALUE', 'opts.out.value');
+    refused({ grad: ref.subarray(0, 3) }, 'ERR_INVALID_ARG_VALUE', 'opts.out.grad');
+    const shared = f32();
+    refused({ value: shared, grad: shared }, 'ERR_INVALID_ARG_VALUE', 'opts.out.grad');
+    expect(() => ae.klPenaltySync(lp, ref, { out: { values: f32() } } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    // precision 'f64' writes Float64Arrays
+    expect(() => ae.klPenaltySync(lp, ref, { precision: 'f64', out: { value: f32() } } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', param: 'opts.out.value' }));
+  });
+});

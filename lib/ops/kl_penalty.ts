@@ -46,6 +46,11 @@ export interface KlPenaltyOptions {
   precision?: Precision;
   /** 'cuda' (per call only; f32): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
   backend?: 'auto' | 'cpu' | 'js' | 'cuda';
+  /**
+   * Buffers to write into instead of new arrays (each N values in the precision's type, neither an input): a
+   * trainer calling every step can reuse them, and a call on 10⁸ values then allocates nothing.
+   */
+  out?: { value?: Float32Array | Float64Array; grad?: Float32Array | Float64Array };
 }
 
 export interface KlPenaltyResult<A extends Float32Array | Float64Array = Float32Array | Float64Array> {
@@ -55,7 +60,7 @@ export interface KlPenaltyResult<A extends Float32Array | Float64Array = Float32
   grad: A;
 }
 
-const KEYS = ['estimator', 'clamp', 'preset', 'precision', 'backend'] as const;
+const KEYS = ['estimator', 'clamp', 'preset', 'precision', 'backend', 'out'] as const;
 
 function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, options?: KlPenaltyOptions) {
   const opts = is.options(options, 'opts', KEYS);
@@ -66,9 +71,9 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
   const n = (logprob as ArrayLike<number> | undefined)?.length ?? 0;
   const lp = is.floatValues(logprob, 'logprob', n, precision);
   const ref = is.floatValues(refLogprob, 'refLogprob', n, precision);
-  const Out = precision === 'f64' ? Float64Array : Float32Array;
-  const value = new Out(n);
-  const grad = new Out(n);
+  const out = is.options(opts.out, 'opts.out', ['value', 'grad'] as const);
+  const value = is.outputArray(out.value, 'opts.out.value', n, precision, [lp, ref]);
+  const grad = is.outputArray(out.grad, 'opts.out.grad', n, precision, [lp, ref, value]);
   const backend = resolveCudaBackend(opts.backend, n, async);
   if (backend !== 'js' && backend !== 'cpu' && precision === 'f64') {
     throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');

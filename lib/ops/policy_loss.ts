@@ -327,16 +327,7 @@ function resolve(inputs: unknown, options: unknown): Resolved {
  */
 function outBuffers(value: unknown, n: number, precision: Precision, inputs: readonly (Values | null)[]) {
   const given = is.options(value, 'opts.out', ['tokenLoss', 'gradLogprob', 'gradEntropy'] as const);
-  const Out = precision === 'f64' ? Float64Array : Float32Array;
-  const pick = (name: 'tokenLoss' | 'gradLogprob' | 'gradEntropy'): Values => {
-    const buffer = given[name];
-    if (buffer === undefined) return new Out(n);
-    const checked = precision === 'f64' ? is.float64Of(buffer, `opts.out.${name}`, n) : is.float32Of(buffer, `opts.out.${name}`, n);
-    if (inputs.some((input) => input !== null && input.buffer === checked.buffer)) {
-      throw argError(ErrorCode.INVALID_ARG_VALUE, `opts.out.${name}`, 'a buffer that is not one of the inputs', 'an input array');
-    }
-    return checked;
-  };
+  const pick = (name: 'tokenLoss' | 'gradLogprob' | 'gradEntropy'): Values => is.outputArray(given[name], `opts.out.${name}`, n, precision, inputs);
   return { tokenLoss: pick('tokenLoss'), gradLogprob: pick('gradLogprob'), gradEntropy: pick('gradEntropy') };
 }
 
