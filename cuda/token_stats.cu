@@ -25,7 +25,8 @@ index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 bool g_broken_barrier = false;
 #endif
 
-// Launches the forward statistics pass (pass 1 of tokenStats and of a backward without forward values).
+// Launches the forward statistics pass (pass 1 of tokenStats, of tokenStatsPartial and of a backward without
+// forward values).
 template <typename D>
 cudaError_t launch_softmax_chunks(const typename D::Storage* z, const RowChunks& rc, float scale, double inv_tau,
                                   const uint8_t* mask, ChunkState* partials, cudaStream_t stream) {
@@ -98,6 +99,54 @@ index_t token_stats_typed(const TokenStatsJob& j) {
     if (host_out[k] != nullptr) {
       check(cudaMemcpyAsync(host_out[k], out[k], 4 * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (outputs)");
     }
+  }
+  return read_first_bad(first_bad, ctx.compute);
+}
+
+template <typename D>
+index_t partial_typed(const TokenStatsPartialJob& j) {
+  Context& ctx = Context::get();
+  auto lock = ctx.lock();
+  const index_t rows = j.logits.rows, vocab = j.logits.vocab;
+  const Split split = choose_split(rows, vocab, ctx.multiprocessors, j.splits);
+  const size_t row_bytes = static_cast<size_t>(vocab) * sizeof(typename D::Storage);
+  const bool staged = j.logits.host != nullptr;
+  const index_t chunk_rows = chunk_rows_for(rows, vocab, row_bytes, staged, split.splits);
+  const size_t n = static_cast<size_t>(rows);
+
+  double* const host_out[5] = {j.max, j.sum_exp, j.sum_exp_u, j.sum_exp2, j.target_logit};
+  RowArrays arrays;
+  const size_t tokens_at = arrays.add(j.tokens ? 4 * n : 0), mask_at = arrays.add(j.row_mask ? n : 0);
+  size_t out_at[5];
+  for (int k = 0; k < 5; ++k) out_at[k] = arrays.add(8 * n);
+  const size_t bad_at = arrays.add(8);
+  arrays.allocate(ctx.device_scratch(1));
+  const int32_t* tokens = arrays.upload(tokens_at, j.tokens, rows, ctx.compute);
+  const uint8_t* mask = arrays.upload(mask_at, j.row_mask, rows, ctx.compute);
+  double* out[5];
+  for (int k = 0; k < 5; ++k) out[k] = arrays.at<double>(out_at[k]);
+  auto* first_bad = arrays.at<unsigned long long>(bad_at);
+  check(cudaMemsetAsync(first_bad, 0xff, 8, ctx.compute), "cudaMemsetAsync");
+  auto* partials = static_cast<ChunkState*>(
+      ctx.device_scratch(0).get(static_cast<size_t>(chunk_rows) * split.splits * sizeof(ChunkState)));
+
+  const double inv_tau = 1.0 / j.temperature;
+  const float scale = static_cast<float>(inv_tau) * kLog2eF;
+  PipelineInput input{j.logits.host, j.logits.device, row_bytes};
+  run_row_pipeline(ctx, rows, chunk_rows, &input, 1, PipelineOutput{},
+                   [&](index_t first, index_t count, const void* const* in, void*, cudaStream_t stream) {
+                     const auto* z = static_cast<const typename D::Storage*>(in[0]);
+                     const RowChunks rc{count, vocab, split.chunk, split.splits};
+                     const uint8_t* m = mask ? mask + first : nullptr;
+                     check(launch_softmax_chunks<D>(z, rc, scale, inv_tau, m, partials, stream), "softmax_chunks_kernel");
+                     const PartialOutputs o{out[0] + first, out[1] + first, out[2] + first, out[3] + first, out[4] + first};
+                     check(AE_LAUNCH(token_stats_partial_kernel<D>, rows_grid(count), dim3(kFinalizeThreads), stream, z,
+                                     count, vocab, split.splits, inv_tau, tokens ? tokens + first : nullptr,
+                                     static_cast<int64_t>(j.vocab_offset), m, partials, o, first, first_bad),
+                           "token_stats_partial_kernel");
+                   });
+  for (int k = 0; k < 5; ++k) {
+    check(cudaMemcpyAsync(host_out[k], out[k], 8 * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (states)");
   }
   return read_first_bad(first_bad, ctx.compute);
 }
@@ -238,6 +287,16 @@ index_t token_stats(const TokenStatsJob& job) {
     case DType::F32: return token_stats_typed<F32>(job);
     case DType::BF16: return token_stats_typed<BF16>(job);
     case DType::F16: return token_stats_typed<F16>(job);
+    default: throw CudaError(cudaErrorInvalidValue, "the CUDA backend reads f32, bf16 and f16 logits");
+  }
+}
+
+index_t token_stats_partial(const TokenStatsPartialJob& job) {
+  if (job.logits.rows == 0) return -1;
+  switch (job.logits.dtype) {
+    case DType::F32: return partial_typed<F32>(job);
+    case DType::BF16: return partial_typed<BF16>(job);
+    case DType::F16: return partial_typed<F16>(job);
     default: throw CudaError(cudaErrorInvalidValue, "the CUDA backend reads f32, bf16 and f16 logits");
   }
 }

@@ -1,7 +1,7 @@
-// The CUDA backend's token statistics (SPEC §1.1 forward, §1.2 backward, §1.4 full KL): host entry points
-// that take logits on the device or on the host (streamed through pinned buffers in row chunks), run the
-// kernels of cuda/token_stats_kernels.cuh and return the first non-finite row (−1 when none), like the
-// CPU entry points in native/token_stats.h. Per-row arrays (tokens, masks, upstream gradients, outputs) are
+// The CUDA backend's token statistics (SPEC §1.1 forward, §1.2 backward, §1.3 shard states, §1.4 full KL):
+// host entry points that take logits on the device or on the host (streamed through pinned buffers in row
+// chunks), run the kernels of cuda/token_stats_kernels.cuh and return the first non-finite row (−1 when none),
+// like the CPU entry points in native/token_stats.h. Per-row arrays (tokens, masks, upstream gradients, outputs) are
 // host arrays: they are N values next to the N·V logits, copied once per call.
 //
 // Contract: logits f32 / bf16 / f16 (f64 and f64 precision stay on the CPU backend), row-major [rows, vocab],
@@ -49,6 +49,23 @@ struct TokenStatsBackwardJob {
   int splits = 0;
 };
 index_t token_stats_backward(const TokenStatsBackwardJob& job);
+
+// The mergeable softmax state of one vocabulary shard (SPEC §1.3), as native/token_stats.h's
+// token_stats_partial: f64 per-row outputs, an entirely −inf row is a valid empty state.
+struct TokenStatsPartialJob {
+  Logits logits;
+  const int32_t* tokens = nullptr;  // global ids: one outside [vocab_offset, vocab_offset + vocab) gives NaN
+  index_t vocab_offset = 0;
+  double temperature = 1.0;
+  const uint8_t* row_mask = nullptr;
+  double* max = nullptr;  // [rows] each: M, Σ exp(u−M), Σ exp(u−M)·u, Σ exp(2(u−M)), u_y
+  double* sum_exp = nullptr;
+  double* sum_exp_u = nullptr;
+  double* sum_exp2 = nullptr;
+  double* target_logit = nullptr;
+  int splits = 0;
+};
+index_t token_stats_partial(const TokenStatsPartialJob& job);
 
 struct FullKlJob {
   Logits logits, ref_logits;  // same dtype, shape and residence

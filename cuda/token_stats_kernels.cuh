@@ -1,6 +1,6 @@
-// CUDA kernels for token statistics (SPEC §1.1 forward, §1.2 backward, §1.4 full-vocabulary KL). The same
-// source compiles for the GPU (nvcc, cuda/token_stats.cu) and for the CPU emulation (g++ with
-// AE_CUDA_EMULATION, cuda/emu/), where the tests run it.
+// CUDA kernels for token statistics (SPEC §1.1 forward, §1.2 backward, §1.3 vocabulary shards, §1.4
+// full-vocabulary KL). The same source compiles for the GPU (nvcc, cuda/token_stats.cu) and for the CPU
+// emulation (g++ with AE_CUDA_EMULATION, cuda/emu/), where the tests run it.
 //
 // Layout: a row of V logits is cut into `splits` chunks; block b of a launch takes chunk b % splits of row
 // b / splits, so a few long rows still fill the GPU. Each thread reads its 16-byte vectors of the chunk
@@ -12,12 +12,14 @@
 // one MUFU exponential and three accumulations; NaN / +inf are found once per vector through a NaN-propagating
 // maximum. Thread states merge in f32 in a fixed tree over the block (warp shuffles, then
 // shared memory); the block's state becomes an f64 SoftmaxState (cuda/math/token_stats_math.h), and a second
-// kernel merges a row's chunk states in f64, in chunk order, and finalises (lse, H, Σp², max p, log p_y) —
-// f32 within a block, f64 across, as on the CPU. Results are deterministic for a given launch shape.
+// kernel merges a row's chunk states in f64, in chunk order, and finalises (lse, H, Σp², max p, log p_y; or,
+// for a vocabulary shard, the mergeable state itself) — f32 within a block, f64 across, as on the CPU. Results
+// are deterministic for a given launch shape.
 //
 // Non-finite input: NaN or +inf anywhere in a row raises the row's `bad` flag (a vector's max_nan is NaN or
 // +inf); a row that is entirely −inf has no mass. Either makes the row non-finite: NaN outputs and
-// its index reported through an atomicMin, as the CPU kernels report the smallest bad row.
+// its index reported through an atomicMin, as the CPU kernels report the smallest bad row (a shard row that is
+// entirely −inf is the exception: an empty state, SPEC §1.3).
 #pragma once
 
 #include "device.cuh"
@@ -257,6 +259,50 @@ __global__ void token_stats_finalize_kernel(const typename D::Storage* logits, i
     }
     put(out.logprob, row, lp);
   }
+}
+
+// ---- vocabulary shards (SPEC §1.3) ---------------------------------------------------------------------
+
+struct PartialOutputs {
+  double* max;
+  double* sum_exp;
+  double* sum_exp_u;
+  double* sum_exp2;
+  double* target_logit;
+};
+
+// Pass 2 of tokenStatsPartial: one thread per row merges its chunk states in chunk order and writes the shard's
+// state in native/token_stats.cc's form: M the exact maximum of u (the kernels' reference point is a rounded
+// one), Σ e·u = t + M·s. A shard row that is entirely −inf is a valid empty state (M = −inf, sums 0); NaN or +inf
+// make it non-finite (NaN state, row reported), and u_y is read either way, as on the CPU.
+template <typename D>
+__global__ void token_stats_partial_kernel(const typename D::Storage* logits, int64_t rows, int64_t vocab, int splits,
+                                           double inv_tau, const int32_t* tokens, int64_t vocab_offset,
+                                           const uint8_t* row_mask, const ChunkState* partials, PartialOutputs out,
+                                           int64_t row_offset, unsigned long long* first_bad) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= rows) return;
+  SoftmaxState st = softmax_state_empty();
+  double target = NAN;
+  if (row_mask == nullptr || ae_ld(row_mask + row) != 0) {
+    ChunkState c = chunk_empty();
+    for (int k = 0; k < splits; ++k) chunk_merge(c, ae_ld(partials + row * splits + k));
+    if (c.bad) {
+      atomicMin(first_bad, static_cast<unsigned long long>(row + row_offset));
+      st = SoftmaxState{NAN, NAN, NAN, NAN};
+    } else if (c.st.s > 0.0) {
+      st = softmax_state_recenter(c.st, static_cast<double>(c.zmax) * inv_tau);
+    }
+    if (tokens != nullptr) {
+      const int64_t y = static_cast<int64_t>(ae_ld(tokens + row)) - vocab_offset;
+      if (y >= 0 && y < vocab) target = static_cast<double>(D::widen(ae_ld(logits + row * vocab + y))) * inv_tau;
+    }
+  }
+  ae_st(out.max + row, st.m);
+  ae_st(out.sum_exp + row, st.s);
+  ae_st(out.sum_exp_u + row, st.s == 0.0 ? 0.0 : st.t + st.m * st.s);  // Σ e·u = Σ e·(u − M) + M·Σ e
+  ae_st(out.sum_exp2 + row, st.q);
+  ae_st(out.target_logit + row, target);
 }
 
 // ---- backward ------------------------------------------------------------------------------------------

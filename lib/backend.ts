@@ -5,8 +5,9 @@
  * An explicitly requested backend that cannot run throws ERR_AE_BACKEND_UNAVAILABLE listing those attempts.
  *
  * cuda: only per call (`backend: 'cuda'`) on the ops of {@link CUDA_OPS}; `auto` never picks it, and neither
- * setBackend nor ADVANTAGE_ENGINE_BACKEND selects it engine-wide (most ops have no CUDA kernels yet, and a
- * global switch that some ops ignored would be a silent surprise).
+ * setBackend nor ADVANTAGE_ENGINE_BACKEND selects it engine-wide (the host-side ops — merges, entropyMask,
+ * rewards without per-token kernels — have no CUDA kernels, and a global switch that some ops ignored would be
+ * a silent surprise).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -152,7 +153,7 @@ function requireNative(param: string): NativeAddon {
 }
 
 /** The public ops with CUDA kernels: `backend: 'cuda'` runs them on the device (lib/cuda.ts). */
-export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'fullKl', 'policyLoss', 'rolloutCorrection', 'klPenalty',
+export const CUDA_OPS = ['tokenStats', 'tokenStatsBackward', 'tokenStatsPartial', 'fullKl', 'policyLoss', 'rolloutCorrection', 'klPenalty',
   'gae', 'discountedReturns', 'reinforcePlusPlus', 'placeOutcome', 'optimalTokenBaseline', 'whiten', 'momentsPartial', 'advantages', 'advantagesPartial',
   'scatterSteps', 'implicitProcessReward', 'phaseEntropy'] as const;
 export type CudaOp = (typeof CUDA_OPS)[number];
@@ -169,12 +170,12 @@ export function requireCuda(param: string): CudaDevice {
   });
 }
 
-/** 'cuda' for an op without CUDA kernels: a coded error naming the op (when the caller says which). */
-function noCudaKernels(param: string, op: string | undefined): never {
+/** 'cuda' reaching the cpu / js resolution: a coded error listing the ops that have CUDA kernels. */
+function noCudaKernels(param: string): never {
   throw new EngineError(
     ErrorCode.BACKEND_UNAVAILABLE,
-    `${op ?? 'This op'} has no CUDA kernels (${param} 'cuda' serves ${CUDA_OPS.join(', ')}): use 'auto', 'cpu' or 'js'`,
-    { param, expected: `'auto' | 'cpu' | 'js'${op ? ` for ${op}` : ''}`, received: 'cuda' },
+    `This op has no CUDA kernels (${param} 'cuda' serves ${CUDA_OPS.join(', ')}): use 'auto', 'cpu' or 'js'`,
+    { param, expected: "'auto' | 'cpu' | 'js'", received: 'cuda' },
   );
 }
 
@@ -193,13 +194,13 @@ export function nativeAddon(): NativeAddon {
 
 /**
  * Resolves the backend for one call. `elements` is the input size: under 'auto', inputs below the measured
- * break-even go to JS. 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE naming `op` (ops with CUDA kernels call
- * {@link resolveCudaBackend} instead).
+ * break-even go to JS. 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE (every op with a `backend` option handles 'cuda'
+ * first: {@link resolveCudaBackend}, or its device op through {@link requireCuda}).
  */
-export function resolveBackend(option: unknown, elements: number, async: boolean, op?: string): ActiveBackend {
+export function resolveBackend(option: unknown, elements: number, async: boolean): ActiveBackend {
   const choice = option === undefined ? requestedBackend() : parseBackend(option, 'opts.backend');
   if (choice === 'js') return 'js';
-  if (choice === 'cuda') noCudaKernels('opts.backend', op);
+  if (choice === 'cuda') noCudaKernels('opts.backend');
   if (choice === 'cpu') {
     requireNative('opts.backend');
     return 'cpu';

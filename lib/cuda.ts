@@ -2,7 +2,7 @@
  * The CUDA backend from TypeScript: finding and loading the CUDA addon (a second .node, built by cmake-js into
  * build-cuda/ and loaded by explicit path only), device memory (`toDevice` → {@link DeviceTensor},
  * `fromDevice`, `dispose()` with a FinalizationRegistry as the safety net), and the token statistics ops
- * (SPEC §1.1, §1.2, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
+ * (SPEC §1.1, §1.2, §1.3 shard states, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
  * cuda/token_stats.cu; glue: cuda/addon/. The policy loss (SPEC §2, cuda/policy_loss.cu) takes host arrays and
  * is reached through the public op (`policyLoss(…, {backend: 'cuda'})`, see {@link CudaDevice.policyLossKernel}), and
  * so is the rollout correction (SPEC §2.2, cuda/rollout_correction.cu, {@link CudaDevice.rolloutCorrectionKernel}).
@@ -26,6 +26,7 @@ import * as is from './is';
 import { DTYPE_BYTES, DTYPE_CODE, logitRows, type DType, type Tensor, type TensorData } from './tensor';
 import { asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, syncForm, temperatureOf, type NonFinite } from './ops/run';
 import { STAT_NAMES, type StatName, type TokenIds, type TokenStatsResult } from './ops/token_stats';
+import type { TokenStatsPartial } from './ops/token_stats_shards';
 import type { NativeAddon } from './native';
 
 type F32 = Float32Array | null;
@@ -65,6 +66,11 @@ export interface CudaAddon {
     logits: number | TensorData, dtype: number, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
     gradLogprob: F32, gradEntropy: F32, logsumexp: F32, entropy: F32, rowMask: Uint8Array | null, out: number | TensorData,
     outDtype: number, splits: number, async: A,
+  ): A extends true ? Promise<number> : number;
+  tokenStatsPartial<A extends boolean>(
+    logits: number | TensorData, dtype: number, rows: number, vocab: number, tokens: Int32Array | null, vocabOffset: number,
+    temperature: number, rowMask: Uint8Array | null, max: Float64Array, sumExp: Float64Array, sumExpU: Float64Array,
+    sumExp2: Float64Array, targetLogit: Float64Array, splits: number, async: A,
   ): A extends true ? Promise<number> : number;
   fullKl<A extends boolean>(
     logits: number | TensorData, refLogits: number | TensorData, dtype: number, rows: number, vocab: number,
@@ -194,6 +200,17 @@ export interface CudaBackwardOptions {
   blockSplit?: number;
 }
 
+export interface CudaTokenStatsPartialOptions {
+  /** Global token ids (any integer ≥ 0; those outside the shard give NaN targetLogit). */
+  tokens?: TokenIds;
+  /** Global vocabulary index of this shard's column 0. */
+  vocabOffset: number;
+  temperature?: number;
+  rowMask?: Uint8Array;
+  precision?: 'f32';
+  blockSplit?: number;
+}
+
 export interface CudaFullKlOptions {
   temperature?: number;
   rowMask?: Uint8Array;
@@ -209,6 +226,7 @@ const BACKWARD_KEYS = [
   'tokens', 'temperature', 'gradLogprob', 'gradEntropy', 'logsumexp', 'entropy', 'rowMask', 'out', 'inPlace', 'precision',
   'blockSplit',
 ] as const;
+const PARTIAL_KEYS = ['tokens', 'vocabOffset', 'temperature', 'rowMask', 'precision', 'blockSplit'] as const;
 const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'precision', 'blockSplit'] as const;
 
 function splitOf(value: unknown): number {
@@ -432,6 +450,31 @@ export class CudaDevice {
   }
 
   /** @internal */
+  tokenStatsPartialImpl(async: boolean, shard: Tensor | DeviceTensor, options: CudaTokenStatsPartialOptions): TokenStatsPartial | Promise<TokenStatsPartial> {
+    const opts = is.options(options, 'opts', PARTIAL_KEYS);
+    const z = this.logits(shard, 'logitsShard');
+    const vocabOffset = is.nonNegativeInteger(opts.vocabOffset, 'opts.vocabOffset');
+    f32Only(opts.precision);
+    const temperature = temperatureOf(opts.temperature);
+    const rowMask = rowMaskOf(opts.rowMask, z.rows);
+    // Global ids: any int32 ≥ 0 (ids past the shard give NaN targets), as on the cpu backend.
+    const tokens = opts.tokens === undefined ? null : is.tokenIds(opts.tokens, 'opts.tokens', z.rows, 2147483647, rowMask ?? undefined);
+    const out: TokenStatsPartial = {
+      rows: z.rows, max: new Float64Array(z.rows), sumExp: new Float64Array(z.rows), sumExpU: new Float64Array(z.rows),
+      sumExp2: new Float64Array(z.rows), targetLogit: new Float64Array(z.rows),
+    };
+    const splits = splitOf(opts.blockSplit);
+    const finish = (bad: number) => {
+      if (bad >= 0) throw nonFiniteError(bad, 'tokenStatsPartial');
+      return out;
+    };
+    return this.call(async, finish, (a) => this.addon.tokenStatsPartial(
+      z.source, DTYPE_CODE[z.dtype], z.rows, z.vocab, tokens, vocabOffset, temperature, rowMask,
+      out.max, out.sumExp, out.sumExpU, out.sumExp2, out.targetLogit, splits, a,
+    ));
+  }
+
+  /** @internal */
   fullKlImpl(async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions): Float32Array | Promise<Float32Array> {
     const opts = is.options(options, 'opts', KL_KEYS);
     const p = this.logits(logits, 'logits');
@@ -502,6 +545,17 @@ export class CudaDevice {
   tokenStatsBackwardSync = syncForm((async: boolean, logits: Tensor | DeviceTensor, options: CudaBackwardOptions) =>
     this.tokenStatsBackwardImpl(async, logits, options));
 
+  /**
+   * The mergeable softmax state of one vocabulary shard (SPEC §1.3) of device or host logits [N, Vshard] /
+   * [B, T, Vshard] in f32, bf16 or f16: per row M, Σ exp(u−M), Σ exp(u−M)·u, Σ exp(2(u−M)) and u_y (NaN when
+   * token y is outside the shard), Float64Array(N) each. Same options as `tokenStatsPartial` (precision 'f32'
+   * only), plus `blockSplit`; merge the shards' states with `mergeTokenStats`.
+   */
+  tokenStatsPartial = asyncForm((async: boolean, shard: Tensor | DeviceTensor, options: CudaTokenStatsPartialOptions) =>
+    this.tokenStatsPartialImpl(async, shard, options));
+  tokenStatsPartialSync = syncForm((async: boolean, shard: Tensor | DeviceTensor, options: CudaTokenStatsPartialOptions) =>
+    this.tokenStatsPartialImpl(async, shard, options));
+
   /** Full-vocabulary KL(p‖q) per row (SPEC §1.4), one pass over both inputs; Float32Array(N). */
   fullKl = asyncForm((async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions) =>
     this.fullKlImpl(async, logits, refLogits, options));
@@ -519,7 +573,7 @@ function hostTensor(value: unknown, param: string): { tensor: Tensor; rows: numb
 
 const REQUIRED = [
   'info', 'alloc', 'free', 'copy', 'setStagingChunkBytes', 'lastDeviceMs', 'deviceBandwidth', 'tokenStats', 'tokenStatsBackward', 'fullKl',
-  'policyLoss', 'rolloutCorrection', 'klPenalty', 'tokenAdvantages', 'momentsPartial', 'placeOutcome',
+  'tokenStatsPartial', 'policyLoss', 'rolloutCorrection', 'klPenalty', 'tokenAdvantages', 'momentsPartial', 'placeOutcome',
   'optimalTokenBaseline', 'advantages', 'scatterSteps', 'implicitProcessReward', 'phaseEntropy',
 ] as const;
 

@@ -74,4 +74,6 @@ export type {
   RolloutCorrectionInputs, RolloutCorrectionOptions, RolloutCorrectionResult, RolloutCorrectionMetrics,
 } from './ops/rollout_correction';
 export { cudaDevice, cudaStatus, cudaAddonPath, openCudaAddon, CudaDevice, DeviceTensor } from './cuda';
-export type { CudaInfo, CudaStatus, CudaTokenStatsOptions, CudaBackwardOptions, CudaFullKlOptions } from './cuda';
+export type {
+  CudaInfo, CudaStatus, CudaTokenStatsOptions, CudaBackwardOptions, CudaTokenStatsPartialOptions, CudaFullKlOptions,
+} from './cuda';

@@ -5,13 +5,16 @@
  *     returns, within the SPEC §1 bound of the float64 reference, Sync and async alike; policyLoss runs its
  *     CUDA kernels (its numerics are test/cuda_emulation_policy_loss.test.ts's);
  *   - 'auto' (and no option) never picks cuda: no kernel launches on the emulator;
- *   - precision 'f64' on cuda, ops without CUDA kernels given 'cuda', and an engine-wide 'cuda' throw coded
- *     errors saying why.
+ *   - precision 'f64' on cuda and an engine-wide 'cuda' throw coded errors saying why;
+ *   - CUDA_OPS is exactly the public ops with a `backend` option (read from lib/index.ts's types), so no public
+ *     op takes 'cuda' without kernels behind it; the cpu / js resolution still refuses 'cuda' with the list.
  * Without a CUDA addon, backend 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE with the reason: cuda_build.test.ts.
  */
 import { spawnSync } from 'child_process';
 import * as path from 'path';
+import * as ts from 'typescript';
 import * as ae from '../lib';
+import { CUDA_OPS, resolveBackend } from '../lib/backend';
 import { cudaDevice, cudaStatus } from '../lib/cuda';
 import { refFullKl, refTokenStats, refTokenStatsBackward } from './ref/token_stats';
 import { makeBatch } from './ref/policy_loss';
@@ -100,12 +103,12 @@ maybe('backend: cuda on the ops with CUDA kernels', () => {
   });
 });
 
-maybe('auto and the ops without CUDA kernels', () => {
+maybe('auto and engine-wide cuda', () => {
   test("'auto' and no option never launch on the device, even with one available", () => {
     const info = ae.backendInfo();
     expect(info.cuda.available).toBe(true);
     expect(['cpu', 'js']).toContain(info.active);
-    expect(info.skipped.cuda).toMatch(/available per call \(backend: 'cuda'\) for tokenStats, tokenStatsBackward, fullKl, policyLoss/);
+    expect(info.skipped.cuda).toMatch(/available per call \(backend: 'cuda'\) for tokenStats, tokenStatsBackward, tokenStatsPartial, fullKl, policyLoss/);
     const { logits, tokens } = makeLogits(rng('dispatch auto'), [64, 256], 'f32');
     const batch = makeBatch(rng('dispatch auto policy'), { B: 64, T: 64 });
     const before = launches();
@@ -116,19 +119,62 @@ maybe('auto and the ops without CUDA kernels', () => {
     expect(launches()).toBe(before);
   });
 
-  test("an op without CUDA kernels given 'cuda' throws ERR_AE_BACKEND_UNAVAILABLE listing the ops that have them", () => {
-    // The vocabulary-shard states (SPEC §1.3) are merged across tensor-parallel ranks on the host: no CUDA kernel.
-    const { logits } = makeLogits(rng('dispatch shard'), [2, 16], 'f32');
-    expect(() => ae.tokenStatsPartialSync(logits, { vocabOffset: 0, backend: 'cuda' } as never)).toThrow(expect.objectContaining({
-      code: 'ERR_AE_BACKEND_UNAVAILABLE', param: 'opts.backend',
-      message: expect.stringMatching(/tokenStatsPartial has no CUDA kernels.*tokenStats, tokenStatsBackward, fullKl, policyLoss/),
-    }));
-  });
-
   test("'cuda' cannot be selected engine-wide (setBackend)", () => {
     expect(() => ae.setBackend('cuda')).toThrow(expect.objectContaining({
       code: 'ERR_AE_BACKEND_UNAVAILABLE', param: 'backend', message: expect.stringMatching(/per call/),
     }));
     expect(ae.backendInfo().requested).toBe('auto');
+  });
+});
+
+/**
+ * The public ops whose parameters take an object with a `backend` property, by name (a `…Sync` twin under its
+ * async name), read from the types lib/index.ts exports: functions at the top level and in exported namespaces
+ * such as `rewards`. The async/sync wrappers type their parameters as a rest tuple, whose elements are looked into.
+ */
+function opsWithBackendOption(): string[] {
+  const file = path.join(ROOT, 'lib', 'index.ts');
+  const program = ts.createProgram([file], {
+    strict: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, types: ['node'], skipLibCheck: true, noEmit: true,
+  });
+  const checker = program.getTypeChecker();
+  const source = program.getSourceFile(file)!;
+  const found = new Set<string>();
+  const hasBackend = (t: ts.Type): boolean => {
+    if (t.isUnionOrIntersection()) return t.types.some(hasBackend);
+    if (checker.isTupleType(t)) return checker.getTypeArguments(t as ts.TypeReference).some(hasBackend);
+    return checker.getPropertyOfType(t, 'backend') !== undefined;
+  };
+  const visit = (symbol: ts.Symbol, depth: number): void => {
+    const s = symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+    const type = checker.getTypeOfSymbolAtLocation(s, source);
+    const signatures = type.getCallSignatures();
+    const params = signatures.flatMap((sig) => sig.getParameters());
+    if (params.some((p) => hasBackend(checker.getNonNullableType(checker.getTypeOfSymbolAtLocation(p, source))))) {
+      found.add(symbol.name.replace(/Sync$/, ''));
+    }
+    if (depth === 0 && signatures.length === 0) for (const member of type.getProperties()) visit(member, 1);
+  };
+  for (const symbol of checker.getExportsOfModule(checker.getSymbolAtLocation(source)!)) visit(symbol, 0);
+  return [...found].sort();
+}
+
+describe('CUDA_OPS and the public ops', () => {
+  test("CUDA_OPS is exactly the public ops with a backend option: none takes 'cuda' without CUDA kernels", () => {
+    const exported = { ...ae, ...ae.rewards } as Record<string, unknown>;
+    for (const op of CUDA_OPS) {
+      expect([op, typeof exported[op], typeof exported[`${op}Sync`]]).toEqual([op, 'function', 'function']);
+    }
+    const withBackend = opsWithBackendOption();
+    // The exit monitor's backend is the backend of the tokenStats it runs on logits (in CUDA_OPS).
+    expect(withBackend).toContain('createExitMonitor');
+    expect(withBackend.filter((op) => op !== 'createExitMonitor')).toEqual([...CUDA_OPS].sort());
+  }, 60_000);
+
+  test("the cpu / js resolution refuses 'cuda' with the ops that have CUDA kernels", () => {
+    expect(() => resolveBackend('cuda', 1000, false)).toThrow(expect.objectContaining({
+      code: 'ERR_AE_BACKEND_UNAVAILABLE', param: 'opts.backend',
+      message: expect.stringMatching(/no CUDA kernels.*tokenStats, tokenStatsBackward, tokenStatsPartial, fullKl, policyLoss/),
+    }));
   });
 });

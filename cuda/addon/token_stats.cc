@@ -147,6 +147,38 @@ Napi::Value JSTokenStats(const Napi::CallbackInfo& info) {
   return run_device_job(env, async, keep, [j, device] { return cuda::token_stats(j); });
 }
 
+// JS: tokenStatsPartial(logits, dtype, rows, vocab, tokens|null, vocabOffset, temperature, rowMask|null,
+//                       max, sumExp, sumExpU, sumExp2, targetLogit, splits, async)
+// Global token ids outside the shard give NaN targets (no range check: no id is read out of bounds).
+Napi::Value JSTokenStatsPartial(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cuda::TokenStatsPartialJob j;
+  const DType dtype = device_dtype_arg(info, 1, "logits");
+  const index_t rows = glue::index_arg(info, 2, "rows"), vocab = glue::index_arg(info, 3, "vocab");
+  if (vocab == 0 && rows > 0) glue::throw_error(env, "ERR_AE_SHAPE_MISMATCH", "vocab must be ≥ 1");
+  const Source logits = source_arg(info, 0, "logits", dtype, rows, vocab);
+  const size_t n = static_cast<size_t>(rows);
+  const Array tokens = glue::typed_array(info, 4, "tokens", napi_int32_array, n, true);
+  j.vocab_offset = glue::index_arg(info, 5, "vocabOffset");
+  j.temperature = glue::positive_arg(info, 6, "temperature");
+  const Array mask = glue::typed_array(info, 7, "rowMask", napi_uint8_array, n, true);
+  std::vector<Array> keep{logits.host, tokens, mask};
+  const char* names[5] = {"max", "sumExp", "sumExpU", "sumExp2", "targetLogit"};
+  double** outs[5] = {&j.max, &j.sum_exp, &j.sum_exp_u, &j.sum_exp2, &j.target_logit};
+  for (int k = 0; k < 5; ++k) {
+    const Array out = glue::typed_array(info, 8 + k, names[k], napi_float64_array, n, false);
+    *outs[k] = static_cast<double*>(out.data);
+    keep.push_back(out);
+  }
+  j.splits = splits_arg(info, 13);
+  const bool async = glue::bool_arg(info, 14, "async");
+  j.logits = logits_of(logits, dtype, rows, vocab);
+  j.tokens = static_cast<const int32_t*>(tokens.data);
+  j.row_mask = static_cast<const uint8_t*>(mask.data);
+  auto device = logits.device;
+  return run_device_job(env, async, keep, [j, device] { return cuda::token_stats_partial(j); });
+}
+
 // JS: tokenStatsBackward(logits, dtype, rows, vocab, tokens|null, temperature, gradLogprob|null, gradEntropy|null,
 //                        logsumexp|null, entropy|null, rowMask|null, out, outDtype, splits, async)
 // `out` is a device handle or a host typed array; it may be the logits themselves (in place).
@@ -248,6 +280,7 @@ Napi::Value run_device_job(Napi::Env env, bool async, const std::vector<Array>& 
 void init_token_stats(Napi::Env env, Napi::Object exports) {
   exports.Set("tokenStats", Napi::Function::New(env, JSTokenStats, "tokenStats"));
   exports.Set("tokenStatsBackward", Napi::Function::New(env, JSTokenStatsBackward, "tokenStatsBackward"));
+  exports.Set("tokenStatsPartial", Napi::Function::New(env, JSTokenStatsPartial, "tokenStatsPartial"));
   exports.Set("fullKl", Napi::Function::New(env, JSFullKl, "fullKl"));
 }
 

@@ -91,7 +91,7 @@ const BACKWARD_KEYS = [
 const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'precision', 'backend'] as const;
 
 /** The options minus `backend`: what the cuda device's ops take (the same names and rules). */
-function withoutBackend<T extends { backend?: unknown }>(opts: T): Omit<T, 'backend'> {
+export function withoutBackend<T extends { backend?: unknown }>(opts: T): Omit<T, 'backend'> {
   const rest = { ...opts };
   delete rest.backend;
   return rest;

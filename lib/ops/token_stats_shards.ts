@@ -1,19 +1,22 @@
 /**
  * Vocabulary shards (tensor parallel, SPEC §1.3): the mergeable softmax state of one shard of the
  * vocabulary, the associative merge of states, and the final statistics from merged states (the same
- * outputs as tokenStats on the whole vocabulary). Kernels: tokenStatsPartial in lib/js/token_stats.ts and
- * native/token_stats.cc.
+ * outputs as tokenStats on the whole vocabulary). Kernels: tokenStatsPartial in lib/js/token_stats.ts,
+ * native/token_stats.cc and, with `backend: 'cuda'`, cuda/token_stats.cu (CudaDevice.tokenStatsPartial).
  */
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
-import { resolveBackend, nativeAddon, type BackendName } from '../backend';
+import { requireCuda, resolveBackend, nativeAddon, type BackendName } from '../backend';
+import type { CudaTokenStatsPartialOptions } from '../cuda';
 import { DTYPE_CODE, logitRows, type Tensor } from '../tensor';
 import * as js from '../js/token_stats';
 import {
   asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, run, syncForm, temperatureOf,
   type NonFinite, type Precision,
 } from './run';
-import { STAT_NAMES, type AnyTokenStatsResult, type StatName, type TokenIds, type TokenStatsResult } from './token_stats';
+import {
+  STAT_NAMES, withoutBackend, type AnyTokenStatsResult, type StatName, type TokenIds, type TokenStatsResult,
+} from './token_stats';
 
 export interface TokenStatsPartial {
   rows: number;
@@ -36,8 +39,9 @@ export interface TokenStatsPartialOptions {
   vocabOffset: number;
   temperature?: number;
   rowMask?: Uint8Array;
-  /** 'f64': the state in f64 arithmetic (the outputs are f64 either way). */
+  /** 'f64': the state in f64 arithmetic (the outputs are f64 either way; the cuda backend computes 'f32' only). */
   precision?: Precision;
+  /** 'cuda': the CUDA kernels (CudaDevice.tokenStatsPartial, which also takes a DeviceTensor shard). */
   backend?: BackendName;
 }
 
@@ -55,6 +59,10 @@ function allocatePartial(rows: number): TokenStatsPartial {
 
 function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStatsPartialOptions): TokenStatsPartial | Promise<TokenStatsPartial> {
   const opts = is.options(options, 'opts', PARTIAL_KEYS);
+  // backend 'cuda': the device's op (lib/cuda.ts), which validates the same options (precision 'f32' only).
+  if (opts.backend === 'cuda') {
+    return requireCuda('opts.backend').tokenStatsPartialImpl(async, shard, withoutBackend(opts) as CudaTokenStatsPartialOptions);
+  }
   const { tensor: t, rows, vocab } = logitRows(shard, 'logitsShard');
   const vocabOffset = is.nonNegativeInteger(opts.vocabOffset, 'opts.vocabOffset');
   const temperature = temperatureOf(opts.temperature);
@@ -64,7 +72,7 @@ function tokenStatsPartialImpl(async: boolean, shard: Tensor, options: TokenStat
     ? null
     : is.tokenIds(opts.tokens, 'opts.tokens', rows, 2147483647, rowMask ?? undefined);
   const out = allocatePartial(rows);
-  const backend = resolveBackend(opts.backend, t.data.length, async, 'tokenStatsPartial');
+  const backend = resolveBackend(opts.backend, t.data.length, async);
   return run(
     backend,
     async,
