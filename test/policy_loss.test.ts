@@ -202,6 +202,32 @@ describe.each(GRID)('$name', ({ name, mode, opts, shape, advPerToken, maskKind }
   });
 });
 
+// ---- long rows: several 256-token chunks of the CPU token loops and a partial last group of 16 ----
+
+/** The token loops' paths per SIMD level: every token-level mode without extras (the AVX-512 ppo kernel keeps
+ * its sums in registers), ppo with the dual clip, and a row whose length is a multiple of 16. */
+const LONG_CASES = [
+  ...MODE_CASES.filter(({ mode }) => mode !== 'gspo' && mode !== 'gmpo').map(({ mode, opts }) => ({ mode, opts, T: 1001 })),
+  { mode: 'ppo' as Mode, opts: { dualClip: 3 }, T: 512 },
+];
+
+describe.each(LONG_CASES)('long rows: $mode $opts, T = $T', ({ mode, opts, T }) => {
+  const name = `long ${mode} ${JSON.stringify(opts)} ${T}`;
+  const options = { ...opts, mode, aggregation: 'token-mean' } as RefPolicyOptions;
+  const batch = batchFor(name, mode, options, { B: 3, T, advPerToken: true });
+  test('every backend and SIMD level matches the reference, and the js backend within the parity tolerance', async () => {
+    let js: Result | undefined;
+    for (const c of BACKENDS) {
+      await withBackend(c, () => {
+        const both = runBoth(batch, options, c);
+        expectMatches(both.got, both.ref, batch, F32_RTOL, `${name} ${c.label}`);
+        if (c.label === 'js') js = both.got;
+        else expectParity(both.got, js!, both.ref, batch, `${name} ${c.label} vs js`);
+      });
+    }
+  });
+});
+
 // ---- async form ----
 
 describe.each(MODES)('%s: the async form', (mode) => {
