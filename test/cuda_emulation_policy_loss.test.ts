@@ -39,7 +39,7 @@ type Result = ReturnType<typeof ae.policyLossSync>;
 /** The CPU tests' tolerances (test/policy_loss.test.ts): against the reference, and backend against backend. */
 const F32_RTOL = 1e-5;
 const PARITY_RTOL = 1e-6;
-const PARITY_TOKEN_RTOL = 3e-6;
+const PARITY_TOKEN_RTOL = 5e-6;
 
 function inputsOf(batch: Batch): Inputs {
   const inputs: Record<string, unknown> = {
