@@ -51,104 +51,89 @@ index_t read_first_bad(const unsigned long long* device_value, cudaStream_t stre
   return value == ~0ull ? -1 : static_cast<index_t>(value);
 }
 
-template <typename D>
-index_t token_stats_typed(const TokenStatsJob& j) {
+// The forward passes tokenStats and tokenStatsPartial share: tokens and row mask to the device, the row pipeline
+// running pass 1 (each chunk's softmax state into `partials`) and then `finalize(z, count, first, tokens, mask,
+// partials, out, stream)` (each row's outputs from its merged state, written at out[k] + first), and the outputs
+// (T per row; a null host output is neither allocated nor copied) back to the host.
+template <typename D, typename T, typename Finalize>
+index_t forward_typed(const Logits& logits, const int32_t* host_tokens, const uint8_t* host_mask, double temperature,
+                      int splits, T* const (&host_out)[5], Finalize finalize) {
   Context& ctx = Context::get();
   auto lock = ctx.lock();
-  const index_t rows = j.logits.rows, vocab = j.logits.vocab;
-  const Split split = choose_split(rows, vocab, ctx.multiprocessors, j.splits);
+  const index_t rows = logits.rows, vocab = logits.vocab;
+  const Split split = choose_split(rows, vocab, ctx.multiprocessors, splits);
   const size_t row_bytes = static_cast<size_t>(vocab) * sizeof(typename D::Storage);
-  const bool staged = j.logits.host != nullptr;
+  const bool staged = logits.host != nullptr;
   const index_t chunk_rows = chunk_rows_for(rows, vocab, row_bytes, staged, split.splits);
   const size_t n = static_cast<size_t>(rows);
 
-  float* const host_out[5] = {j.entropy, j.logprob, j.logsumexp, j.sum_pi_squared, j.max_prob};
   RowArrays arrays;
-  const size_t tokens_at = arrays.add(j.tokens ? 4 * n : 0), mask_at = arrays.add(j.row_mask ? n : 0);
+  const size_t tokens_at = arrays.add(host_tokens ? 4 * n : 0), mask_at = arrays.add(host_mask ? n : 0);
   size_t out_at[5];
-  for (int k = 0; k < 5; ++k) out_at[k] = arrays.add(host_out[k] ? 4 * n : 0);
+  for (int k = 0; k < 5; ++k) out_at[k] = arrays.add(host_out[k] ? sizeof(T) * n : 0);
   const size_t bad_at = arrays.add(8);
   arrays.allocate(ctx.device_scratch(1));
-  const int32_t* tokens = arrays.upload(tokens_at, j.tokens, rows, ctx.compute);
-  const uint8_t* mask = arrays.upload(mask_at, j.row_mask, rows, ctx.compute);
-  float* out[5];
-  for (int k = 0; k < 5; ++k) out[k] = host_out[k] ? arrays.at<float>(out_at[k]) : nullptr;
+  const int32_t* tokens = arrays.upload(tokens_at, host_tokens, rows, ctx.compute);
+  const uint8_t* mask = arrays.upload(mask_at, host_mask, rows, ctx.compute);
+  T* out[5];
+  for (int k = 0; k < 5; ++k) out[k] = host_out[k] ? arrays.at<T>(out_at[k]) : nullptr;
   auto* first_bad = arrays.at<unsigned long long>(bad_at);
   check(cudaMemsetAsync(first_bad, 0xff, 8, ctx.compute), "cudaMemsetAsync");
   auto* partials = static_cast<ChunkState*>(
       ctx.device_scratch(0).get(static_cast<size_t>(chunk_rows) * split.splits * sizeof(ChunkState)));
 
-  const double inv_tau = 1.0 / j.temperature;
+  const double inv_tau = 1.0 / temperature;
   const float scale = static_cast<float>(inv_tau) * kLog2eF;
-  PipelineInput input{j.logits.host, j.logits.device, row_bytes};
+  PipelineInput input{logits.host, logits.device, row_bytes};
   run_row_pipeline(ctx, rows, chunk_rows, &input, 1, PipelineOutput{},
                    [&](index_t first, index_t count, const void* const* in, void*, cudaStream_t stream) {
                      const auto* z = static_cast<const typename D::Storage*>(in[0]);
                      const RowChunks rc{count, vocab, split.chunk, split.splits};
                      const uint8_t* m = mask ? mask + first : nullptr;
                      check(launch_softmax_chunks<D>(z, rc, scale, inv_tau, m, partials, stream), "softmax_chunks_kernel");
-                     StatsOutputs o{};
-                     float** fields[5] = {&o.entropy, &o.logprob, &o.logsumexp, &o.sum_pi_squared, &o.max_prob};
-                     for (int k = 0; k < 5; ++k) *fields[k] = out[k] ? out[k] + first : nullptr;
-                     check(AE_LAUNCH(token_stats_finalize_kernel<D>, rows_grid(count), dim3(kFinalizeThreads), stream, z,
-                                     count, vocab, split.splits, inv_tau, tokens ? tokens + first : nullptr, m, partials,
-                                     o, first, first_bad),
-                           "token_stats_finalize_kernel");
+                     T* chunk_out[5];
+                     for (int k = 0; k < 5; ++k) chunk_out[k] = out[k] ? out[k] + first : nullptr;
+                     finalize(z, count, first, split.splits, inv_tau, tokens ? tokens + first : nullptr, m, partials, chunk_out,
+                              first_bad, stream);
                    });
   for (int k = 0; k < 5; ++k) {
     if (host_out[k] != nullptr) {
-      check(cudaMemcpyAsync(host_out[k], out[k], 4 * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (outputs)");
+      check(cudaMemcpyAsync(host_out[k], out[k], sizeof(T) * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (outputs)");
     }
   }
   return read_first_bad(first_bad, ctx.compute);
 }
 
 template <typename D>
+index_t token_stats_typed(const TokenStatsJob& j) {
+  float* const host_out[5] = {j.entropy, j.logprob, j.logsumexp, j.sum_pi_squared, j.max_prob};
+  const index_t vocab = j.logits.vocab;
+  return forward_typed<D>(j.logits, j.tokens, j.row_mask, j.temperature, j.splits, host_out,
+                          [vocab](const typename D::Storage* z, index_t count, index_t first, int splits, double inv_tau,
+                                  const int32_t* tokens, const uint8_t* m, const ChunkState* partials, float* const* out,
+                                  unsigned long long* first_bad, cudaStream_t stream) {
+                            const StatsOutputs o{out[0], out[1], out[2], out[3], out[4]};
+                            check(AE_LAUNCH(token_stats_finalize_kernel<D>, rows_grid(count), dim3(kFinalizeThreads), stream,
+                                            z, count, vocab, splits, inv_tau, tokens, m, partials, o, first, first_bad),
+                                  "token_stats_finalize_kernel");
+                          });
+}
+
+template <typename D>
 index_t partial_typed(const TokenStatsPartialJob& j) {
-  Context& ctx = Context::get();
-  auto lock = ctx.lock();
-  const index_t rows = j.logits.rows, vocab = j.logits.vocab;
-  const Split split = choose_split(rows, vocab, ctx.multiprocessors, j.splits);
-  const size_t row_bytes = static_cast<size_t>(vocab) * sizeof(typename D::Storage);
-  const bool staged = j.logits.host != nullptr;
-  const index_t chunk_rows = chunk_rows_for(rows, vocab, row_bytes, staged, split.splits);
-  const size_t n = static_cast<size_t>(rows);
-
   double* const host_out[5] = {j.max, j.sum_exp, j.sum_exp_u, j.sum_exp2, j.target_logit};
-  RowArrays arrays;
-  const size_t tokens_at = arrays.add(j.tokens ? 4 * n : 0), mask_at = arrays.add(j.row_mask ? n : 0);
-  size_t out_at[5];
-  for (int k = 0; k < 5; ++k) out_at[k] = arrays.add(8 * n);
-  const size_t bad_at = arrays.add(8);
-  arrays.allocate(ctx.device_scratch(1));
-  const int32_t* tokens = arrays.upload(tokens_at, j.tokens, rows, ctx.compute);
-  const uint8_t* mask = arrays.upload(mask_at, j.row_mask, rows, ctx.compute);
-  double* out[5];
-  for (int k = 0; k < 5; ++k) out[k] = arrays.at<double>(out_at[k]);
-  auto* first_bad = arrays.at<unsigned long long>(bad_at);
-  check(cudaMemsetAsync(first_bad, 0xff, 8, ctx.compute), "cudaMemsetAsync");
-  auto* partials = static_cast<ChunkState*>(
-      ctx.device_scratch(0).get(static_cast<size_t>(chunk_rows) * split.splits * sizeof(ChunkState)));
-
-  const double inv_tau = 1.0 / j.temperature;
-  const float scale = static_cast<float>(inv_tau) * kLog2eF;
-  PipelineInput input{j.logits.host, j.logits.device, row_bytes};
-  run_row_pipeline(ctx, rows, chunk_rows, &input, 1, PipelineOutput{},
-                   [&](index_t first, index_t count, const void* const* in, void*, cudaStream_t stream) {
-                     const auto* z = static_cast<const typename D::Storage*>(in[0]);
-                     const RowChunks rc{count, vocab, split.chunk, split.splits};
-                     const uint8_t* m = mask ? mask + first : nullptr;
-                     check(launch_softmax_chunks<D>(z, rc, scale, inv_tau, m, partials, stream), "softmax_chunks_kernel");
-                     const PartialOutputs o{out[0] + first, out[1] + first, out[2] + first, out[3] + first, out[4] + first};
-                     check(AE_LAUNCH(token_stats_partial_kernel<D>, rows_grid(count), dim3(kFinalizeThreads), stream, z,
-                                     count, vocab, split.splits, inv_tau, tokens ? tokens + first : nullptr,
-                                     static_cast<int64_t>(j.vocab_offset), m, partials, o, first, first_bad),
-                           "token_stats_partial_kernel");
-                   });
-  for (int k = 0; k < 5; ++k) {
-    check(cudaMemcpyAsync(host_out[k], out[k], 8 * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (states)");
-  }
-  return read_first_bad(first_bad, ctx.compute);
+  const index_t vocab = j.logits.vocab, vocab_offset = j.vocab_offset;
+  return forward_typed<D>(j.logits, j.tokens, j.row_mask, j.temperature, j.splits, host_out,
+                          [vocab, vocab_offset](const typename D::Storage* z, index_t count, index_t first, int splits,
+                                                double inv_tau, const int32_t* tokens, const uint8_t* m,
+                                                const ChunkState* partials, double* const* out,
+                                                unsigned long long* first_bad, cudaStream_t stream) {
+                            const PartialOutputs o{out[0], out[1], out[2], out[3], out[4]};
+                            check(AE_LAUNCH(token_stats_partial_kernel<D>, rows_grid(count), dim3(kFinalizeThreads), stream,
+                                            z, count, vocab, splits, inv_tau, tokens, static_cast<int64_t>(vocab_offset), m,
+                                            partials, o, first, first_bad),
+                                  "token_stats_partial_kernel");
+                          });
 }
 
 template <typename D, typename O>
