@@ -14,11 +14,10 @@
  *     async equals Sync; bad options are refused before any kernel runs.
  */
 import * as ae from '../lib';
-import { DType, fromNumbers, Tensor, TensorData } from '../lib/tensor';
+import { DType, fromNumbers } from '../lib/tensor';
 import { cudaDevice } from '../lib/cuda';
-import type { Sfc32 } from '../lib/prng';
 import { refTokenStats, refTokenStatsPartial } from './ref/token_stats';
-import { nativeLoaded, pickTokens, randomMask, randomRow, rng, SEED, STATS_TOL, Tolerance } from './helpers';
+import { makeSharded, nativeLoaded, randomMask, rng, SEED, Sharded, STATS_TOL, Tolerance } from './helpers';
 import { EmulatorControls, loadCudaBackend, TOOLCHAIN, underEverySchedule } from './cuda_setup';
 
 const { abs, log, max } = Math;
@@ -38,48 +37,6 @@ let emu: EmulatorControls | undefined;
 beforeAll(() => {
   if (TOOLCHAIN) emu = loadCudaBackend();
 }, 900_000);
-
-interface Sharded {
-  full: Tensor;
-  shards: { tensor: Tensor; offset: number }[];
-  tokens: Int32Array;
-  rows: number;
-}
-
-/** Random cut points 0 < c_1 < … < c_{k−1} < V: shards of uneven widths. */
-function cuts(r: Sfc32, vocab: number, k: number): number[] {
-  const points = new Set<number>();
-  while (points.size < k - 1) points.add(1 + r.int(vocab - 1));
-  return [0, ...[...points].sort((a, b) => a - b), vocab];
-}
-
-/** Columns [c0, c1) of every row of `full`, as a tensor of its dtype. */
-function columns(full: Tensor, c0: number, c1: number): Tensor {
-  const vocab = full.shape[full.shape.length - 1];
-  const rows = full.data.length / vocab;
-  const width = c1 - c0;
-  const data = new (full.data.constructor as new (n: number) => TensorData)(rows * width);
-  for (let i = 0; i < rows; i++) data.set(full.data.subarray(i * vocab + c0, i * vocab + c1), i * width);
-  return ae.tensor(data, [...full.shape.slice(0, -1), width], full.dtype);
-}
-
-/** Logits cut into k shards along V; one shard is entirely −inf in about half of the rows (the rows stay finite). */
-function makeSharded(r: Sfc32, shape: readonly number[], dtype: DType, k: number): Sharded {
-  const vocab = shape[shape.length - 1];
-  const rows = shape.reduce((a, b) => a * b, 1) / vocab;
-  const bounds = cuts(r, vocab, k);
-  const blank = r.int(k);
-  const values = new Float64Array(rows * vocab);
-  for (let i = 0; i < rows; i++) {
-    const row = randomRow(r, vocab);
-    if (r.float() < 0.5) row.fill(-Infinity, bounds[blank], bounds[blank + 1]);
-    if (row.every((v) => v === -Infinity)) row[blank === 0 ? vocab - 1 : 0] = r.normal();
-    values.set(row, i * vocab);
-  }
-  const full = fromNumbers(values, shape, dtype);
-  const shards = bounds.slice(0, -1).map((c0, s) => ({ tensor: columns(full, c0, bounds[s + 1]), offset: c0 }));
-  return { full, shards, tokens: pickTokens(r, full), rows };
-}
 
 /**
  * A state against the reference: M and u_y to one rounding, Σe and Σe² relative, and the shift-free views

@@ -6,7 +6,7 @@
  */
 import * as ae from '../lib';
 import {
-  bf16ToNumber, DType, elementAt, f16ToNumber, fromNumbers, numberToBf16, numberToF16, Tensor,
+  bf16ToNumber, DType, elementAt, f16ToNumber, fromNumbers, numberToBf16, numberToF16, Tensor, TensorData,
 } from '../lib/tensor';
 import { Sfc32 } from '../lib/prng';
 
@@ -112,6 +112,45 @@ export function pickTokens(r: Sfc32, logits: Tensor): Int32Array {
     tokens[i] = r.float() < 1 / 3 || finite.length === 0 ? best : r.pick(finite);
   }
   return tokens;
+}
+
+/** Logits cut along the vocabulary into tensor-parallel shards (SPEC §1.3), with the whole and the target tokens. */
+export interface Sharded {
+  full: Tensor;
+  shards: { tensor: Tensor; offset: number }[];
+  tokens: Int32Array;
+  rows: number;
+}
+
+/** Random cut points 0 < c_1 < … < c_{k−1} < V: shards of uneven widths, at least 1 column each. */
+function cuts(r: Sfc32, vocab: number, k: number): number[] {
+  const points = new Set<number>();
+  while (points.size < k - 1) points.add(1 + r.int(vocab - 1));
+  return [0, ...[...points].sort((a, b) => a - b), vocab];
+}
+
+/** Logits cut into k shards along V; one shard is entirely −inf in about half of the rows (the rows stay finite). */
+export function makeSharded(r: Sfc32, shape: readonly number[], dtype: DType, k: number): Sharded {
+  const vocab = shape[shape.length - 1];
+  const rows = shape.reduce((a, b) => a * b, 1) / vocab;
+  const bounds = cuts(r, vocab, k);
+  const blank = r.int(k);
+  const values = new Float64Array(rows * vocab);
+  for (let i = 0; i < rows; i++) {
+    const row = randomRow(r, vocab);
+    if (r.float() < 0.5) row.fill(-Infinity, bounds[blank], bounds[blank + 1]);
+    if (row.every((v) => v === -Infinity)) row[blank === 0 ? vocab - 1 : 0] = r.normal();
+    values.set(row, i * vocab);
+  }
+  const full = fromNumbers(values, shape, dtype);
+  const shards = [];
+  for (let s = 0; s < k; s++) {
+    const width = bounds[s + 1] - bounds[s];
+    const data = new (full.data.constructor as new (n: number) => TensorData)(rows * width);
+    for (let i = 0; i < rows; i++) data.set(full.data.subarray(i * vocab + bounds[s], i * vocab + bounds[s + 1]), i * width);
+    shards.push({ tensor: ae.tensor(data, [...shape.slice(0, -1), width], dtype), offset: bounds[s] });
+  }
+  return { full, shards, tokens: pickTokens(r, full), rows };
 }
 
 export function randomMask(r: Sfc32, n: number, pOne = 0.7): Uint8Array {

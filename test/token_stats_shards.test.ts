@@ -4,11 +4,10 @@
  * bound; mergeTokenStatsPartial is associative.
  */
 import * as ae from '../lib';
-import { DType, fromNumbers, Tensor, TensorData } from '../lib/tensor';
-import type { Sfc32 } from '../lib/prng';
+import { DType } from '../lib/tensor';
 import { refTokenStats, refTokenStatsPartial } from './ref/token_stats';
 import {
-  BackendCase, backendCases, pickTokens, randomMask, randomRow, rng, STATS_TOL, Tolerance, withBackend,
+  BackendCase, backendCases, makeSharded, randomMask, rng, Sharded, STATS_TOL, Tolerance, withBackend,
 } from './helpers';
 
 const { abs, exp, log, max } = Math; // bound once: global lookups are slow in jest's vm context
@@ -25,44 +24,6 @@ const CASES: readonly { shape: readonly number[]; dtype: DType; shards: number; 
 const BACKENDS: readonly BackendCase[] = backendCases();
 /** Two merges of the same f64 states differ only by the rounding of the rescaling: 1e-12 relative. */
 const MERGE_RTOL = 1e-12;
-
-interface Sharded {
-  full: Tensor;
-  shards: { tensor: Tensor; offset: number }[];
-  tokens: Int32Array;
-  rows: number;
-}
-
-/** Random cut points 0 < c_1 < … < c_{k−1} < V: shards of uneven widths, at least 1 column each. */
-function cuts(r: Sfc32, vocab: number, k: number): number[] {
-  const points = new Set<number>();
-  while (points.size < k - 1) points.add(1 + r.int(vocab - 1));
-  return [0, ...[...points].sort((a, b) => a - b), vocab];
-}
-
-/** Logits split into k shards along V; one shard is entirely −inf in about half of the rows. */
-function makeSharded(r: Sfc32, shape: readonly number[], dtype: DType, k: number): Sharded {
-  const vocab = shape[shape.length - 1];
-  const rows = shape.reduce((a, b) => a * b, 1) / vocab;
-  const bounds = cuts(r, vocab, k);
-  const blank = r.int(k);
-  const values = new Float64Array(rows * vocab);
-  for (let i = 0; i < rows; i++) {
-    const row = randomRow(r, vocab);
-    if (r.float() < 0.5) row.fill(-Infinity, bounds[blank], bounds[blank + 1]);
-    if (row.every((v) => v === -Infinity)) row[blank === 0 ? vocab - 1 : 0] = r.normal(); // keep the row finite
-    values.set(row, i * vocab);
-  }
-  const full = fromNumbers(values, shape, dtype);
-  const shards = [];
-  for (let s = 0; s < k; s++) {
-    const width = bounds[s + 1] - bounds[s];
-    const data = new (full.data.constructor as new (n: number) => TensorData)(rows * width);
-    for (let i = 0; i < rows; i++) data.set(full.data.subarray(i * vocab + bounds[s], i * vocab + bounds[s + 1]), i * width);
-    shards.push({ tensor: ae.tensor(data, [...shape.slice(0, -1), width], dtype), offset: bounds[s] });
-  }
-  return { full, shards, tokens: pickTokens(r, full), rows };
-}
 
 /**
  * A partial state is compared through quantities that do not depend on which shift M the kernel chose:
