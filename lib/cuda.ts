@@ -3,9 +3,9 @@
  * build-cuda/ and loaded by explicit path only), device memory (`toDevice` → {@link DeviceTensor},
  * `fromDevice`, `dispose()` with a FinalizationRegistry as the safety net), and the token statistics ops
  * (SPEC §1.1, §1.2, §1.3 shard states, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
- * cuda/token_stats.cu; glue: cuda/addon/. The policy loss (SPEC §2, cuda/policy_loss.cu) takes host arrays and
- * is reached through the public op (`policyLoss(…, {backend: 'cuda'})`, see {@link CudaDevice.policyLossKernel}), and
- * so is the rollout correction (SPEC §2.2, cuda/rollout_correction.cu, {@link CudaDevice.rolloutCorrectionKernel}).
+ * cuda/token_stats.cu; glue: cuda/addon/. The per-token and per-row families (policy loss, KL, rollout
+ * correction, advantages, rewards: cuda/<family>.cu) take host arrays and are reached through their public ops
+ * (`backend: 'cuda'`), which call {@link CudaDevice.kernel} with the cpu addon's arguments.
  *
  * Where data lives: logits (and the backward's gradient) may be a DeviceTensor or a host tensor. Host logits
  * are streamed to the device in row chunks through pinned buffers, copies overlapping kernels. Per-row
