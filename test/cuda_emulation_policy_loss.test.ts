@@ -16,11 +16,12 @@
  */
 import * as ae from '../lib';
 import {
-  AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODE_CASES, MODES, nudgeGspoRows,
+  AGGREGATIONS, Aggregation, Batch, KL_ESTIMATORS, makeBatch, Mode, MODE_CASES, MODES, 
   RefPolicy, RefPolicyMetrics, RefPolicyOptions, refPolicyLoss,
 } from './ref/policy_loss';
 import { rng, SEED } from './helpers';
 import { EmulatorControls, loadCudaBackend, TOOLCHAIN, underEverySchedule } from './cuda_setup';
+import { batchFor, engineOpts, inputsOf, Inputs, Options, Result, tolerance } from './policy_loss_cases';
 
 if (!TOOLCHAIN) console.log('cuda policy-loss emulation tests skipped: cmake or a C++ compiler is missing');
 const maybe = TOOLCHAIN ? describe : describe.skip;
@@ -32,36 +33,11 @@ beforeAll(() => {
 
 afterEach(() => emu?.emuSetSchedule(2, SEED));
 
-type Inputs = Parameters<typeof ae.policyLossSync>[0];
-type Options = Parameters<typeof ae.policyLossSync>[1];
-type Result = ReturnType<typeof ae.policyLossSync>;
 
 /** The CPU tests' tolerances (test/policy_loss.test.ts): against the reference, and backend against backend. */
 const F32_RTOL = 1e-5;
 const PARITY_RTOL = 1e-6;
 const PARITY_TOKEN_RTOL = 5e-6;
-
-function inputsOf(batch: Batch): Inputs {
-  const inputs: Record<string, unknown> = {
-    logprob: batch.logprob, oldLogprob: batch.oldLogprob, advantages: batch.advantages, mask: batch.mask, shape: [batch.B, batch.T],
-  };
-  if (batch.refLogprob) inputs.refLogprob = batch.refLogprob;
-  if (batch.entropy) inputs.entropy = batch.entropy;
-  if (batch.rolloutLogprob) inputs.rolloutLogprob = batch.rolloutLogprob;
-  return inputs as unknown as Inputs;
-}
-
-function engineOpts(opts: RefPolicyOptions, extra: Record<string, unknown> = {}): Options {
-  const { clipCovSelection, frozenLogprob, ...rest } = opts;
-  void clipCovSelection;
-  void frozenLogprob;
-  return { ...rest, ...extra } as unknown as Options;
-}
-
-function tolerance(scale: Float64Array, mask: ArrayLike<number>, rtol: number) {
-  const floor = 1e-2 * rtol * medianOver(scale, mask);
-  return (_ref: number, i: number) => rtol * scale[i] + floor;
-}
 
 function near(label: string, name: string, got: number, want: number, allowed: number): void {
   if (!(Math.abs(got - want) <= allowed)) throw new Error(`${label}: ${name} = ${got}, expected ${want} (allowed ${allowed}, seed ${SEED})`);
@@ -107,18 +83,6 @@ function expectParity(a: Result, b: Result, ref: RefPolicy, batch: Batch, label:
   expect(a.gradLogprob).toMatchReference(b.gradLogprob, widen(tolerance(ref.gradScale, batch.mask, PARITY_TOKEN_RTOL)), `${label} gradLogprob`);
   if (ref.gradEntropy) expect(a.gradEntropy).toMatchReference(b.gradEntropy!, { rtol: PARITY_RTOL, atol: 0 }, `${label} gradEntropy`);
   near(label, 'loss vs js', a.loss, b.loss, PARITY_RTOL * (ref.lossScale + (ownScale ? Math.abs(b.loss) : 0)));
-}
-
-function batchFor(label: string, mode: Mode, opts: RefPolicyOptions, spec: Partial<Parameters<typeof makeBatch>[1]> & { B: number; T: number }): Batch {
-  const lo = opts.clipLow ?? clipDefaults(mode).clipLow;
-  const hi = opts.clipHigh ?? clipDefaults(mode).clipHigh;
-  const batch = makeBatch(rng(label), {
-    deltaKinks: deltaKinksOf(lo, hi, opts.dualClip ?? null, opts.ratioClamp === undefined ? 20 : opts.ratioClamp),
-    zeroAdvantages: mode === 'clipCov' ? 0 : 0.08,
-    ...spec,
-  });
-  if (mode === 'gspo') nudgeGspoRows(batch, lo, hi, 1e-4);
-  return batch;
 }
 
 /**

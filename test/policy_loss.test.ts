@@ -8,10 +8,11 @@
  */
 import * as ae from '../lib';
 import {
-  AGGREGATIONS, clipDefaults, Aggregation, Batch, deltaKinksOf, KL_ESTIMATORS, makeBatch, medianOver, Mode, MODE_CASES, MODES, nudgeGspoRows,
+  AGGREGATIONS, Aggregation, Batch, KL_ESTIMATORS, makeBatch, Mode, MODE_CASES, MODES, 
   RefPolicy, RefPolicyMetrics, RefPolicyOptions, refPolicyLoss,
 } from './ref/policy_loss';
 import { BackendCase, backendCases, rng, SEED, withBackend } from './helpers';
+import { batchFor, engineOpts, inputsOf, Inputs, Options, Result, tolerance } from './policy_loss_cases';
 
 // ---- parameter table ----
 
@@ -35,39 +36,12 @@ const PARITY_TOKEN_RTOL = 5e-6;
 /** precision 'f64' with Float64Array inputs: double rounding, with room for a different summation order. */
 const F64_RTOL = 1e-11;
 
-type Inputs = Parameters<typeof ae.policyLossSync>[0];
-type Options = Parameters<typeof ae.policyLossSync>[1];
-type Result = ReturnType<typeof ae.policyLossSync>;
-
-function inputsOf(batch: Batch): Inputs {
-  const inputs: Record<string, unknown> = {
-    logprob: batch.logprob, oldLogprob: batch.oldLogprob, advantages: batch.advantages, mask: batch.mask,
-    shape: [batch.B, batch.T],
-  };
-  if (batch.refLogprob) inputs.refLogprob = batch.refLogprob;
-  if (batch.entropy) inputs.entropy = batch.entropy;
-  if (batch.rolloutLogprob) inputs.rolloutLogprob = batch.rolloutLogprob;
-  return inputs as unknown as Inputs;
-}
-
-/** Engine options from reference options (drops the reference-only fields). */
-function engineOpts(opts: RefPolicyOptions, extra: Record<string, unknown> = {}): Options {
-  const { clipCovSelection, frozenLogprob, ...rest } = opts;
-  void clipCovSelection;
-  void frozenLogprob;
-  return { ...rest, ...extra } as unknown as Options;
-}
 
 /** clipCov's choice as the implementation made it: valid tokens whose loss is exactly 0 (advantages never 0 here). */
 function selectionOf(result: Result, batch: Batch): number[] {
   const out: number[] = [];
   for (let i = 0; i < batch.mask.length; i++) if (batch.mask[i] !== 0 && result.tokenLoss[i] === 0) out.push(i);
   return out;
-}
-
-function tolerance(scale: Float64Array, mask: ArrayLike<number>, rtol: number) {
-  const floor = 1e-2 * rtol * medianOver(scale, mask);
-  return (_ref: number, i: number) => rtol * scale[i] + floor;
 }
 
 function metricScale(batch: Batch): { delta: number; kl: number; entropy: number } {
@@ -138,19 +112,6 @@ function expectParity(a: Result, b: Result, ref: RefPolicy, batch: Batch, label:
   expect(a.gradLogprob).toMatchReference(b.gradLogprob, tolerance(ref.gradScale, batch.mask, PARITY_TOKEN_RTOL), `${label} gradLogprob`);
   if (ref.gradEntropy) expect(a.gradEntropy).toMatchReference(b.gradEntropy!, { rtol: PARITY_RTOL, atol: 0 }, `${label} gradEntropy`);
   expect(Math.abs(a.loss - b.loss)).toBeLessThanOrEqual(PARITY_RTOL * ref.lossScale);
-}
-
-/** A random batch for a mode's options, kept away from its kinks (gspo: the sequence ratio's). */
-function batchFor(label: string, mode: Mode, opts: RefPolicyOptions, spec: Partial<Parameters<typeof makeBatch>[1]> & { B: number; T: number }): Batch {
-  const lo = opts.clipLow ?? clipDefaults(mode).clipLow;
-  const hi = opts.clipHigh ?? clipDefaults(mode).clipHigh;
-  const batch = makeBatch(rng(label), {
-    deltaKinks: deltaKinksOf(lo, hi, opts.dualClip ?? null, opts.ratioClamp === undefined ? 20 : opts.ratioClamp),
-    zeroAdvantages: mode === 'clipCov' ? 0 : 0.08,
-    ...spec,
-  });
-  if (mode === 'gspo') nudgeGspoRows(batch, lo, hi, 1e-4);
-  return batch;
 }
 
 /**
