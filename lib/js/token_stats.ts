@@ -186,15 +186,19 @@ export interface BackwardInputs {
   rowMask: Uint8Array | null;
 }
 
-/** SPEC §1.2: writes ∂L/∂z into `out` (f32 / f64 values, or 16-bit bit patterns via `encode`). */
+/**
+ * SPEC §1.2: writes ∂L/∂z into `out` (f32 / f64 values, or 16-bit bit patterns via `encode`).
+ * `exact`: the row state in plain f64 with Math.exp, as the forward's `precision: 'f64'` path.
+ */
 export function tokenStatsBackward(
   t: Tensor, rows: number, vocab: number, a: BackwardInputs, out: Float32Array | Float64Array | Uint16Array,
-  encode: ((x: number) => number) | null,
+  encode: ((x: number) => number) | null, exact = false,
 ): number {
   const invTau = 1 / a.temperature;
   const reader = new RowReader(t, vocab);
   const st = new Float64Array(4);
   const useForward = a.logsumexp !== null && (a.gradEntropy === null || a.entropy !== null);
+  const state = exact ? rowStateExact : rowState;
   let bad = -1;
   for (let i = 0; i < rows; i++) {
     const base = i * vocab;
@@ -210,7 +214,7 @@ export function tokenStatsBackward(
       logNorm = a.logsumexp![i];
       h = a.entropy ? a.entropy[i] : 0;
     } else {
-      rowState(x, o, vocab, invTau, st);
+      state(x, o, vocab, invTau, st);
       if (!finite(st[1]) || st[0] === Infinity) {
         logNorm = NaN;
         h = NaN;

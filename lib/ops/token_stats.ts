@@ -229,7 +229,7 @@ function tokenStatsBackwardImpl(async: boolean, logits: Tensor, options: TokenSt
       rowMask, out, DTYPE_CODE[outDtype], exact, a,
     ),
     () => js.tokenStatsBackward(
-      t, rows, vocab, { tokens, temperature, gradLogprob, gradEntropy, logsumexp, entropy, rowMask }, out, encode,
+      t, rows, vocab, { tokens, temperature, gradLogprob, gradEntropy, logsumexp, entropy, rowMask }, out, encode, exact,
     ),
     (bad) => {
       if (bad >= 0) throw nonFiniteError(bad, 'tokenStatsBackward');
