@@ -111,15 +111,15 @@ index_t kl_penalty(const KlPenaltyArgs& a) {
     const index_t count = std::min(chunk, n - base);
     const float* d_lp = arrays.upload(lp_at, lp + base, count, stream);
     const float* d_ref = arrays.upload(ref_at, ref + base, count, stream);
-    float* d_value = arrays.at<float>(value_at);
-    float* d_grad = arrays.at<float>(grad_at);
+    float* d_value = arrays.output(value_at, value + base);
+    float* d_grad = arrays.output(grad_at, grad + base);
     const index_t blocks = std::max<index_t>(1, std::min((count / 4 + kKlThreads - 1) / kKlThreads, kMaxBlocks));
     check(launch(a.estimator, dim3(static_cast<unsigned>(blocks)), stream, d_lp, d_ref, d_value, d_grad, count, base,
                  a.clamp, a.straight_through, first_bad),
           "kl_penalty_kernel");
     const size_t bytes = 4 * static_cast<size_t>(count);
-    check(cudaMemcpyAsync(value + base, d_value, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (value)");
-    check(cudaMemcpyAsync(grad + base, d_grad, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (grad)");
+    copy_out(value + base, d_value, bytes, stream, "cudaMemcpyAsync (value)");
+    copy_out(grad + base, d_grad, bytes, stream, "cudaMemcpyAsync (grad)");
   }
   unsigned long long bad = 0;
   check(cudaMemcpyAsync(&bad, first_bad, 8, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (non-finite check)");

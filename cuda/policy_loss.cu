@@ -77,9 +77,9 @@ PolicyLossResult policy_loss(const PolicyLossArgs& a) {
   io.m = arrays.upload(m_at, a.mask, n, stream);
   io.e = arrays.upload(e_at, a.token_mask, n, stream);
   io.sel = arrays.upload(sel_at, a.selected, n, stream);
-  io.loss = arrays.at<float>(loss_at);
-  io.grad = arrays.at<float>(grad_at);
-  io.grad_ent = h.grad_entropy ? arrays.at<float>(grad_ent_at) : nullptr;
+  io.loss = arrays.output(loss_at, h.token_loss);
+  io.grad = arrays.output(grad_at, h.grad_logprob);
+  io.grad_ent = h.grad_entropy ? arrays.output(grad_ent_at, h.grad_entropy) : nullptr;
   auto* stats_dev = arrays.at<RowStats>(stats_at);
   auto* coef_dev = arrays.at<RowCoef>(coef_at);
   auto* part_dev = arrays.at<RowPartial>(part_at);
@@ -150,11 +150,9 @@ PolicyLossResult policy_loss(const PolicyLossArgs& a) {
   check(launch_token_pass(grid, stream, io, p, extras, coef_dev, part_dev), "token_kernel");
   std::vector<RowPartial> parts(row_count);
   check(cudaMemcpyAsync(parts.data(), part_dev, row_count * sizeof(RowPartial), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (row sums)");
-  check(cudaMemcpyAsync(h.token_loss, io.loss, values, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (tokenLoss)");
-  check(cudaMemcpyAsync(h.grad_logprob, io.grad, values, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (gradLogprob)");
-  if (h.grad_entropy) {
-    check(cudaMemcpyAsync(h.grad_entropy, io.grad_ent, values, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (gradEntropy)");
-  }
+  copy_out(h.token_loss, io.loss, values, stream, "cudaMemcpyAsync (tokenLoss)");
+  copy_out(h.grad_logprob, io.grad, values, stream, "cudaMemcpyAsync (gradLogprob)");
+  if (h.grad_entropy) copy_out(h.grad_entropy, io.grad_ent, values, stream, "cudaMemcpyAsync (gradEntropy)");
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 
   // 5. Row sums in row order (the valid counts are pass 1's; gmpo's policy sum is its sequence loss).

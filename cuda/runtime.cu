@@ -18,6 +18,21 @@ void check(cudaError_t e, const char* what) {
   throw CudaError(e, message);
 }
 
+bool is_device_pointer(const void* p) {
+  if (p == nullptr) return false;
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+    cudaGetLastError();  // not a pointer the runtime knows: host memory; clear the (non-sticky) error
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+}
+
+void copy_out(void* dst, const void* src, size_t bytes, cudaStream_t stream, const char* what) {
+  if (dst == src || bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, is_device_pointer(dst) ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, stream), what);
+}
+
 const DeviceInfo& device_info() {
   static const DeviceInfo info = [] {
     DeviceInfo d;

@@ -107,6 +107,14 @@ class Context {
   GrowingBuffer* pinned_[kPinned];
 };
 
+// Whether `p` points into device memory: the per-token and per-row ops take DeviceTensors (device pointers
+// after the glue) as well as host arrays, for inputs and outputs alike.
+bool is_device_pointer(const void* p);
+
+// Copies a result of `bytes` from device memory `src` to the caller's `dst`, host or device memory (nothing
+// when the kernels wrote into `dst` itself, see RowArrays::output).
+void copy_out(void* dst, const void* src, size_t bytes, cudaStream_t stream, const char* what);
+
 // Device arrays of one call (per-row arrays, small inputs and outputs), carved out of one scratch buffer at
 // 256-byte offsets: add() every array first, then allocate() once, then upload() / at().
 class RowArrays {
@@ -121,13 +129,20 @@ class RowArrays {
   T* at(size_t offset) const {
     return reinterpret_cast<T*>(base_ + offset);
   }
-  // Uploads `count` host values (nothing when `host` is null) and returns the device copy, or null.
+  // Uploads `count` host values and returns the device copy; an array already on the device (a DeviceTensor's
+  // data) is used where it is, and null stays null.
   template <typename T>
   const T* upload(size_t offset, const T* host, index_t count, cudaStream_t stream) const {
-    if (host == nullptr) return nullptr;
+    if (host == nullptr || is_device_pointer(host)) return host;
     check(cudaMemcpyAsync(at<T>(offset), host, static_cast<size_t>(count) * sizeof(T), cudaMemcpyHostToDevice, stream),
           "cudaMemcpyAsync (row arrays)");
     return at<T>(offset);
+  }
+  // Where the kernels write an output whose caller's buffer is `dst`: that buffer itself when it is device
+  // memory (copy_out then has nothing to do), else the scratch array at `offset`, copied out afterwards.
+  template <typename T>
+  T* output(size_t offset, T* dst) const {
+    return dst != nullptr && is_device_pointer(dst) ? dst : at<T>(offset);
   }
 
  private:

@@ -91,8 +91,8 @@ index_t token_advantages(const TokenAdvantagesArgs& a) {
   io.x = upload_values(arrays, x_at, a.x, a.x_f64, n, stream);
   io.values = upload_values(arrays, v_at, a.values, a.values_f64, n, stream);
   io.mask = arrays.upload(m_at, a.mask, n, stream);
-  io.out = arrays.at<char>(out_at);
-  io.returns = returns ? arrays.at<char>(ret_at) : nullptr;
+  io.out = arrays.output(out_at, static_cast<char*>(a.out));
+  io.returns = returns ? arrays.output(ret_at, static_cast<char*>(a.returns)) : nullptr;
   auto* rows_dev = arrays.at<RowMoments>(rows_at);
 
   // 2. The scan (or copy), each row's non-finite flag, and its moments when this batch's are whitened with.
@@ -102,7 +102,7 @@ index_t token_advantages(const TokenAdvantagesArgs& a) {
         "token_scan_kernel");
   check(cudaMemcpyAsync(row_moments.data(), rows_dev, static_cast<size_t>(rows) * sizeof(RowMoments), cudaMemcpyDeviceToHost, stream),
         "cudaMemcpyAsync (row moments)");
-  if (returns) check(cudaMemcpyAsync(a.returns, io.returns, out_bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (returns)");
+  if (returns) copy_out(a.returns, io.returns, out_bytes, stream, "cudaMemcpyAsync (returns)");
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 
   // 3. The whitening: statistics on the host, the apply on the stored outputs (rounded to f32 first when out
@@ -117,7 +117,7 @@ index_t token_advantages(const TokenAdvantagesArgs& a) {
             "whiten_kernel");
     }
   }
-  check(cudaMemcpyAsync(a.out, io.out, out_bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (out)");
+  copy_out(a.out, io.out, out_bytes, stream, "cudaMemcpyAsync (out)");
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   return first_bad(row_moments);
 }

@@ -76,7 +76,7 @@ index_t forward_typed(const Logits& logits, const int32_t* host_tokens, const ui
   const int32_t* tokens = arrays.upload(tokens_at, host_tokens, rows, ctx.compute);
   const uint8_t* mask = arrays.upload(mask_at, host_mask, rows, ctx.compute);
   T* out[5];
-  for (int k = 0; k < 5; ++k) out[k] = host_out[k] ? arrays.at<T>(out_at[k]) : nullptr;
+  for (int k = 0; k < 5; ++k) out[k] = host_out[k] ? arrays.output<T>(out_at[k], host_out[k]) : nullptr;
   auto* first_bad = arrays.at<unsigned long long>(bad_at);
   check(cudaMemsetAsync(first_bad, 0xff, 8, ctx.compute), "cudaMemsetAsync");
   auto* partials = static_cast<ChunkState*>(
@@ -97,9 +97,7 @@ index_t forward_typed(const Logits& logits, const int32_t* host_tokens, const ui
                               first_bad, stream);
                    });
   for (int k = 0; k < 5; ++k) {
-    if (host_out[k] != nullptr) {
-      check(cudaMemcpyAsync(host_out[k], out[k], sizeof(T) * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (outputs)");
-    }
+    if (host_out[k] != nullptr) copy_out(host_out[k], out[k], sizeof(T) * n, ctx.compute, "cudaMemcpyAsync (outputs)");
   }
   return read_first_bad(first_bad, ctx.compute);
 }
@@ -218,7 +216,7 @@ index_t full_kl_typed(const FullKlJob& j) {
   const size_t mask_at = arrays.add(j.row_mask ? n : 0), kl_at = arrays.add(4 * n), bad_at = arrays.add(8);
   arrays.allocate(ctx.device_scratch(1));
   const uint8_t* mask = arrays.upload(mask_at, j.row_mask, rows, ctx.compute);
-  float* kl = arrays.at<float>(kl_at);
+  float* kl = arrays.output<float>(kl_at, j.kl);
   auto* first_bad = arrays.at<unsigned long long>(bad_at);
   check(cudaMemsetAsync(first_bad, 0xff, 8, ctx.compute), "cudaMemsetAsync");
   auto* partials =
@@ -239,7 +237,7 @@ index_t full_kl_typed(const FullKlJob& j) {
                                      split.splits, m, partials, kl + first, first, first_bad),
                            "kl_finalize_kernel");
                    });
-  check(cudaMemcpyAsync(j.kl, kl, 4 * n, cudaMemcpyDeviceToHost, ctx.compute), "cudaMemcpyAsync (kl)");
+  copy_out(j.kl, kl, 4 * n, ctx.compute, "cudaMemcpyAsync (kl)");
   return read_first_bad(first_bad, ctx.compute);
 }
 

@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EngineError, ErrorCode, argError } from './errors';
 import type { NativeAddon } from './native';
-import { cudaDevice, cudaStatus, type CudaDevice, type CudaKernelOp, type CudaStatus } from './cuda';
+import { cudaDevice, cudaStatus, type CudaDevice, type CudaKernelArgs, type CudaKernelOp, type CudaStatus } from './cuda';
 
 export type BackendName = 'auto' | 'cuda' | 'cpu' | 'js';
 export type ActiveBackend = 'cpu' | 'js';
@@ -223,12 +223,13 @@ export function resolveCudaBackend(option: unknown, elements: number, async: boo
  * arguments), else the cpu addon's. Looked up only when called, so that on the js backend — which run() never
  * sends to a kernel — the addon need not load.
  */
-export function kernelOf<K extends CudaKernelOp>(backend: ActiveBackend | CudaDevice, op: K): NativeAddon[K] {
-  const call = (...args: Parameters<NativeAddon[K]>) => {
+export function kernelOf<K extends CudaKernelOp>(backend: ActiveBackend | CudaDevice, op: K): (...args: CudaKernelArgs<K>) => number | Promise<number> {
+  return (...args: CudaKernelArgs<K>) => {
     if (backend !== 'js' && backend !== 'cpu') return backend.kernel(op, ...args);
-    return (nativeAddon()[op] as (...a: Parameters<NativeAddon[K]>) => number | Promise<number>)(...args);
+    // Device handles reach here only past the ops' checks (device inputs select the cuda backend); the cpu
+    // addon would refuse one with ERR_INVALID_ARG_TYPE.
+    return (nativeAddon()[op] as unknown as (...a: CudaKernelArgs<K>) => number | Promise<number>)(...args);
   };
-  return call as unknown as NativeAddon[K];
 }
 
 export interface BackendInfo {

@@ -4,13 +4,15 @@
  * `fromDevice`, `dispose()` with a FinalizationRegistry as the safety net), and the token statistics ops
  * (SPEC §1.1, §1.2, §1.3 shard states, §1.4) on device or host logits. Kernels: cuda/token_stats_kernels.cuh; host side:
  * cuda/token_stats.cu; glue: cuda/addon/. The per-token and per-row families (policy loss, KL, rollout
- * correction, advantages, rewards: cuda/<family>.cu) take host arrays and are reached through their public ops
- * (`backend: 'cuda'`), which call {@link CudaDevice.kernel} with the cpu addon's arguments.
+ * correction, advantages, rewards: cuda/<family>.cu) are reached through their public ops (`backend: 'cuda'`),
+ * which call {@link CudaDevice.kernel} with the cpu addon's arguments.
  *
  * Where data lives: logits (and the backward's gradient) may be a DeviceTensor or a host tensor. Host logits
- * are streamed to the device in row chunks through pinned buffers, copies overlapping kernels. Per-row
- * arrays (tokens, masks, upstream gradients, the statistics) are host arrays: N values next to N·V logits.
- * A pipeline forward → backward therefore keeps the logits and the gradient on the device.
+ * are streamed to the device in row chunks through pinned buffers, copies overlapping kernels. The f32 value
+ * arrays of the statistics (`resultOn: 'device'`), of the backward's upstream gradients, and of policyLoss and
+ * klPenalty may be DeviceTensors too (the glue reads a handle where an array may be; runtime.h passes device
+ * memory through), so tokenStats → policyLoss → tokenStatsBackward keeps every per-token value array on the
+ * device. Token ids, masks and per-row arrays are host arrays (bytes or B values, uploaded per call).
  *
  * The same code drives the emulation addon (the kernels compiled for the CPU emulation of the CUDA execution
  * model, cuda/emu/), opened with {@link openCudaAddon}; that is how it is tested on machines without a GPU.
@@ -23,13 +25,15 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EngineError, ErrorCode, argError } from './errors';
 import * as is from './is';
-import { DTYPE_BYTES, DTYPE_CODE, logitRows, type DType, type Tensor, type TensorData } from './tensor';
+import { DTYPE_BYTES, DTYPE_CODE, checkTensor, logitRows, type DType, type Tensor, type TensorData } from './tensor';
 import { asyncForm, nonFiniteError, nonFiniteOf, precisionOf, rowMaskOf, syncForm, temperatureOf, type NonFinite } from './ops/run';
 import { STAT_NAMES, type StatName, type TokenIds, type TokenStatsResult } from './ops/token_stats';
 import type { TokenStatsPartial } from './ops/token_stats_shards';
 import type { NativeAddon } from './native';
 
 type F32 = Float32Array | null;
+/** A per-row f32 array argument of the token-statistics glue: a host array, or a DeviceTensor's handle. */
+type RowArg = F32 | number;
 
 /** What the CUDA addon reports about its build and the device. */
 export interface CudaInfo {
@@ -59,12 +63,12 @@ export interface CudaAddon {
   deviceBandwidth(bytes: number, repeats: number): { medianGbPerSec: number; bestGbPerSec: number; bytes: number; repeats: number };
   tokenStats<A extends boolean>(
     logits: number | TensorData, dtype: number, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
-    rowMask: Uint8Array | null, entropy: F32, logprob: F32, logsumexp: F32, sumPiSquared: F32, maxProb: F32, splits: number,
-    async: A,
+    rowMask: Uint8Array | null, entropy: RowArg, logprob: RowArg, logsumexp: RowArg, sumPiSquared: RowArg, maxProb: RowArg,
+    splits: number, async: A,
   ): A extends true ? Promise<number> : number;
   tokenStatsBackward<A extends boolean>(
     logits: number | TensorData, dtype: number, rows: number, vocab: number, tokens: Int32Array | null, temperature: number,
-    gradLogprob: F32, gradEntropy: F32, logsumexp: F32, entropy: F32, rowMask: Uint8Array | null, out: number | TensorData,
+    gradLogprob: RowArg, gradEntropy: RowArg, logsumexp: RowArg, entropy: RowArg, rowMask: Uint8Array | null, out: number | TensorData,
     outDtype: number, splits: number, async: A,
   ): A extends true ? Promise<number> : number;
   tokenStatsPartial<A extends boolean>(
@@ -74,7 +78,7 @@ export interface CudaAddon {
   ): A extends true ? Promise<number> : number;
   fullKl<A extends boolean>(
     logits: number | TensorData, refLogits: number | TensorData, dtype: number, rows: number, vocab: number,
-    temperature: number, rowMask: Uint8Array | null, out: Float32Array, splits: number, async: A,
+    temperature: number, rowMask: Uint8Array | null, out: RowArg, splits: number, async: A,
   ): A extends true ? Promise<number> : number;
   /** The CPU addon's policyLoss arguments, f32 only (`exact` is refused): cuda/addon/policy_loss.cc. */
   policyLoss: NativeAddon['policyLoss'];
@@ -95,6 +99,13 @@ export interface CudaAddon {
   implicitProcessReward: NativeAddon['implicitProcessReward'];
   phaseEntropy: NativeAddon['phaseEntropy'];
 }
+
+/**
+ * A kernel's positional arguments as the CUDA glue takes them: the CPU addon's, where each f32 value array may
+ * also be a DeviceTensor's handle (glue::value_array reads the device buffer in place).
+ */
+export type CudaKernelArgs<K extends CudaKernelOp> = WithHandles<Parameters<NativeAddon[K]>>;
+type WithHandles<P extends unknown[]> = { [I in keyof P]: Float32Array extends P[I] ? P[I] | number : P[I] };
 
 /** The ops whose CUDA glue takes the CPU addon's arguments (see {@link CudaDevice.kernel}). */
 export type CudaKernelOp =
@@ -173,7 +184,13 @@ export interface CudaTokenStatsOptions {
   outputs?: readonly StatName[];
   rowMask?: Uint8Array;
   nonFinite?: NonFinite;
-  out?: TokenStatsResult;
+  /** Caller-provided outputs of N: Float32Arrays, or DeviceTensors with `resultOn: 'device'`. */
+  out?: TokenStatsResult | DeviceTokenStats;
+  /**
+   * Where the statistics go: 'host' (default; Float32Arrays) or 'device' (f32 DeviceTensors of N, which
+   * tokenStatsBackward, policyLoss and klPenalty take as they are).
+   */
+  resultOn?: ResultOn;
   /** Only 'f32' (the default) on the CUDA backend. */
   precision?: 'f32';
   /**
@@ -183,13 +200,18 @@ export interface CudaTokenStatsOptions {
   blockSplit?: number;
 }
 
+/** Per-row statistics kept on the device (`resultOn: 'device'`). */
+export type DeviceTokenStats = Partial<Record<StatName, DeviceTensor>>;
+export type ResultOn = 'host' | 'device';
+
 export interface CudaBackwardOptions {
   tokens?: TokenIds;
   temperature?: number;
-  gradLogprob?: Float32Array;
-  gradEntropy?: Float32Array;
-  logsumexp?: Float32Array;
-  entropy?: Float32Array;
+  /** Per-row arrays of N: Float32Arrays or f32 DeviceTensors (e.g. policyLoss's gradLogprob on the device). */
+  gradLogprob?: Float32Array | DeviceTensor;
+  gradEntropy?: Float32Array | DeviceTensor;
+  logsumexp?: Float32Array | DeviceTensor;
+  entropy?: Float32Array | DeviceTensor;
   rowMask?: Uint8Array;
   /** Where the gradient goes: a DeviceTensor or a host array (f32, or the logits' dtype). Default: a new
    * f32 DeviceTensor for device logits, a new Float32Array for host logits. */
@@ -215,19 +237,25 @@ export interface CudaFullKlOptions {
   temperature?: number;
   rowMask?: Uint8Array;
   nonFinite?: NonFinite;
+  /** 'host' (default): a Float32Array; 'device': an f32 DeviceTensor of N. */
+  resultOn?: ResultOn;
   precision?: 'f32';
   blockSplit?: number;
 }
 
 type Logits = { source: number | TensorData; dtype: DType; rows: number; vocab: number; shape: readonly number[] };
 
-const FORWARD_KEYS = ['tokens', 'temperature', 'outputs', 'rowMask', 'nonFinite', 'out', 'precision', 'blockSplit'] as const;
+const FORWARD_KEYS = ['tokens', 'temperature', 'outputs', 'rowMask', 'nonFinite', 'out', 'resultOn', 'precision', 'blockSplit'] as const;
 const BACKWARD_KEYS = [
   'tokens', 'temperature', 'gradLogprob', 'gradEntropy', 'logsumexp', 'entropy', 'rowMask', 'out', 'inPlace', 'precision',
   'blockSplit',
 ] as const;
 const PARTIAL_KEYS = ['tokens', 'vocabOffset', 'temperature', 'rowMask', 'precision', 'blockSplit'] as const;
-const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'precision', 'blockSplit'] as const;
+const KL_KEYS = ['temperature', 'rowMask', 'nonFinite', 'resultOn', 'precision', 'blockSplit'] as const;
+
+function resultOnOf(value: unknown): ResultOn {
+  return value === undefined ? 'host' : is.oneOf(value, 'opts.resultOn', ['host', 'device'] as const);
+}
 
 function splitOf(value: unknown): number {
   if (value === undefined) return 0;
@@ -295,9 +323,16 @@ export class CudaDevice {
     }
   }
 
-  /** Copies a host tensor (f32, bf16 or f16) to a new device tensor of the same shape and dtype. */
-  toDevice(t: Tensor): DeviceTensor {
-    const { tensor } = hostTensor(t, 'tensor');
+  /**
+   * Copies a host tensor (f32, bf16 or f16; any shape) to a new device tensor of the same shape and dtype; a
+   * Float32Array (a per-token array such as logprob) becomes one of shape [length].
+   */
+  toDevice(t: Tensor | Float32Array): DeviceTensor {
+    const tensor: Tensor = t instanceof Float32Array ? { data: t, shape: [t.length], dtype: 'f32' } : t;
+    checkTensor(tensor, 'tensor');
+    if (!CUDA_DTYPES.includes(tensor.dtype)) {
+      throw argError(ErrorCode.DTYPE, 'tensor.dtype', `one of ${CUDA_DTYPES.join(' | ')} on the cuda backend`, tensor.dtype);
+    }
     const d = this.empty(tensor.shape, tensor.dtype);
     try {
       this.addon.copy(d.handle('tensor'), tensor.data, 0, true);
@@ -346,7 +381,9 @@ export class CudaDevice {
   }
 
   /** @internal */
-  tokenStatsImpl(async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions): TokenStatsResult | Promise<TokenStatsResult> {
+  tokenStatsImpl(
+    async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions,
+  ): TokenStatsResult | DeviceTokenStats | Promise<TokenStatsResult | DeviceTokenStats> {
     const opts = is.options(options, 'opts', FORWARD_KEYS);
     const z = this.logits(logits, 'logits');
     f32Only(opts.precision);
@@ -365,17 +402,38 @@ export class CudaDevice {
       }
     }
     const given = opts.out === undefined ? {} : is.options(opts.out, 'opts.out', STAT_NAMES);
-    const out: TokenStatsResult = {};
-    for (const name of wanted) out[name] = given[name] === undefined ? new Float32Array(z.rows) : is.float32Of(given[name], `opts.out.${name}`, z.rows);
+    const onDevice = resultOnOf(opts.resultOn) === 'device';
+    const out: Partial<Record<StatName, Float32Array | DeviceTensor>> = {};
+    for (const name of wanted) {
+      const param = `opts.out.${name}`;
+      if (onDevice) out[name] = given[name] === undefined ? this.empty([z.rows], 'f32') : this.values(given[name], param, z.rows, 'device');
+      else out[name] = given[name] === undefined ? new Float32Array(z.rows) : is.float32Of(given[name], param, z.rows);
+    }
     const splits = splitOf(opts.blockSplit);
     const finish = (bad: number) => {
       if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'tokenStats');
-      return out;
+      return out as TokenStatsResult | DeviceTokenStats;
     };
+    const arg = (name: StatName) => (out[name] === undefined ? null : kernelArg(out[name], `opts.out.${name}`));
     return this.call(async, finish, (a) => this.addon.tokenStats(
       z.source, DTYPE_CODE[z.dtype], z.rows, z.vocab, tokens, temperature, rowMask,
-      out.entropy ?? null, out.logprob ?? null, out.logsumexp ?? null, out.sumPiSquared ?? null, out.maxProb ?? null, splits, a,
+      arg('entropy'), arg('logprob'), arg('logsumexp'), arg('sumPiSquared'), arg('maxProb'), splits, a,
     ));
+  }
+
+  /**
+   * @internal A per-row / per-token f32 array on this device: a live f32 DeviceTensor of `length` elements (any
+   * shape), or with `where` 'any' also a host Float32Array.
+   */
+  values(value: unknown, param: string, length: number, where: 'device' | 'any'): DeviceTensor | Float32Array {
+    if (!(value instanceof DeviceTensor)) {
+      if (where === 'any') return is.float32Of(value, param, length);
+      throw argError(ErrorCode.INVALID_ARG_TYPE, param, `a DeviceTensor of ${length} f32 elements`, value);
+    }
+    this.own(value, param);
+    if (value.dtype !== 'f32') throw argError(ErrorCode.DTYPE, `${param}.dtype`, "'f32'", value.dtype);
+    if (value.length !== length) throw argError(ErrorCode.SHAPE_MISMATCH, param, `a DeviceTensor of ${length} elements`, `${value.length}`);
+    return value;
   }
 
   /** @internal */
@@ -388,7 +446,7 @@ export class CudaDevice {
     const temperature = temperatureOf(opts.temperature);
     const rowMask = rowMaskOf(opts.rowMask, z.rows);
     const row = (name: 'gradLogprob' | 'gradEntropy' | 'logsumexp' | 'entropy') =>
-      opts[name] === undefined ? null : is.float32Of(opts[name], `opts.${name}`, z.rows);
+      opts[name] === undefined ? null : kernelArg(this.values(opts[name], `opts.${name}`, z.rows, 'any'), `opts.${name}`);
     const gradLogprob = row('gradLogprob');
     const gradEntropy = row('gradEntropy');
     if (!gradLogprob && !gradEntropy) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts', 'at least one of gradLogprob, gradEntropy', options);
@@ -475,7 +533,9 @@ export class CudaDevice {
   }
 
   /** @internal */
-  fullKlImpl(async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions): Float32Array | Promise<Float32Array> {
+  fullKlImpl(
+    async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions,
+  ): Float32Array | DeviceTensor | Promise<Float32Array | DeviceTensor> {
     const opts = is.options(options, 'opts', KL_KEYS);
     const p = this.logits(logits, 'logits');
     const q = this.logits(refLogits, 'refLogits');
@@ -487,14 +547,14 @@ export class CudaDevice {
     const temperature = temperatureOf(opts.temperature);
     const rowMask = rowMaskOf(opts.rowMask, p.rows);
     const nonFinite = nonFiniteOf(opts.nonFinite);
-    const out = new Float32Array(p.rows);
+    const out = resultOnOf(opts.resultOn) === 'device' ? this.empty([p.rows], 'f32') : new Float32Array(p.rows);
     const splits = splitOf(opts.blockSplit);
     const finish = (bad: number) => {
       if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'fullKl');
       return out;
     };
     return this.call(async, finish, (a) => this.addon.fullKl(
-      p.source, q.source, DTYPE_CODE[p.dtype], p.rows, p.vocab, temperature, rowMask, out, splits, a,
+      p.source, q.source, DTYPE_CODE[p.dtype], p.rows, p.vocab, temperature, rowMask, kernelArg(out, 'out'), splits, a,
     ));
   }
 
@@ -521,8 +581,8 @@ export class CudaDevice {
    * @internal The kernel of an op whose CUDA glue takes the CPU addon's positional arguments (lib/ops/* build
    * them once for either backend; the last one is `async`); CUDA failures become ERR_AE_NATIVE like the other ops'.
    */
-  kernel<K extends CudaKernelOp>(op: K, ...args: Parameters<NativeAddon[K]>): number | Promise<number> {
-    const fn = this.addon[op] as unknown as (...a: Parameters<NativeAddon[K]>) => number | Promise<number>;
+  kernel<K extends CudaKernelOp>(op: K, ...args: CudaKernelArgs<K>): number | Promise<number> {
+    const fn = this.addon[op] as unknown as (...a: CudaKernelArgs<K>) => number | Promise<number>;
     return this.call(args[args.length - 1] === true, (bad) => bad, () => fn(...args));
   }
 
@@ -532,9 +592,15 @@ export class CudaDevice {
    * `tokenStats` (precision 'f32' only), plus `blockSplit`.
    */
   tokenStats = asyncForm((async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions) =>
-    this.tokenStatsImpl(async, logits, options));
+    this.tokenStatsImpl(async, logits, options)) as {
+    (logits: Tensor | DeviceTensor, options: CudaTokenStatsOptions & { resultOn: 'device' }): Promise<DeviceTokenStats>;
+    (logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions): Promise<TokenStatsResult>;
+  };
   tokenStatsSync = syncForm((async: boolean, logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions) =>
-    this.tokenStatsImpl(async, logits, options));
+    this.tokenStatsImpl(async, logits, options)) as {
+    (logits: Tensor | DeviceTensor, options: CudaTokenStatsOptions & { resultOn: 'device' }): DeviceTokenStats;
+    (logits: Tensor | DeviceTensor, options?: CudaTokenStatsOptions): TokenStatsResult;
+  };
 
   /**
    * The gradient with respect to the logits (SPEC §1.2), written in one pass: into a new f32 DeviceTensor for
@@ -556,11 +622,57 @@ export class CudaDevice {
   tokenStatsPartialSync = syncForm((async: boolean, shard: Tensor | DeviceTensor, options: CudaTokenStatsPartialOptions) =>
     this.tokenStatsPartialImpl(async, shard, options));
 
-  /** Full-vocabulary KL(p‖q) per row (SPEC §1.4), one pass over both inputs; Float32Array(N). */
+  /** Full-vocabulary KL(p‖q) per row (SPEC §1.4), one pass over both inputs; Float32Array(N) (or a DeviceTensor). */
   fullKl = asyncForm((async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions) =>
-    this.fullKlImpl(async, logits, refLogits, options));
+    this.fullKlImpl(async, logits, refLogits, options)) as {
+    (logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options: CudaFullKlOptions & { resultOn: 'device' }): Promise<DeviceTensor>;
+    (logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions): Promise<Float32Array>;
+  };
   fullKlSync = syncForm((async: boolean, logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions) =>
-    this.fullKlImpl(async, logits, refLogits, options));
+    this.fullKlImpl(async, logits, refLogits, options)) as {
+    (logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options: CudaFullKlOptions & { resultOn: 'device' }): DeviceTensor;
+    (logits: Tensor | DeviceTensor, refLogits: Tensor | DeviceTensor, options?: CudaFullKlOptions): Float32Array;
+  };
+}
+
+/** @internal Whether any of `values` is a DeviceTensor: a per-token op then runs on the cuda backend. */
+export function anyOnDevice(...values: unknown[]): boolean {
+  return values.some((v) => v instanceof DeviceTensor);
+}
+
+/**
+ * @internal A value array of a per-token / per-row op on the device: a live f32 DeviceTensor of this process's
+ * device with `length` elements (any shape). Its data is read in place by the kernels.
+ */
+export function deviceValues(value: DeviceTensor, param: string, length: number): DeviceTensor {
+  return cudaDevice().values(value, param, length, 'device') as DeviceTensor;
+}
+
+/**
+ * @internal The outputs of a per-token op kept on the device, `given[name]` under `opts.out.<name>`: the caller's
+ * DeviceTensors (checked as {@link deviceValues}, distinct, and none of `inputs`: the kernels read inputs while
+ * writing outputs), and new f32 tensors of shape [length] for the rest, allocated once every check has passed.
+ */
+export function deviceOutputs<K extends string>(
+  given: Partial<Record<K, unknown>>, names: readonly K[], length: number, inputs: readonly unknown[],
+): Record<K, DeviceTensor> {
+  const device = cudaDevice();
+  const taken = [...inputs];
+  for (const name of names) {
+    if (given[name] === undefined) continue;
+    const param = `opts.out.${name}`;
+    const d = device.values(given[name], param, length, 'device');
+    if (taken.includes(d)) throw argError(ErrorCode.INVALID_ARG_VALUE, param, 'a tensor that is neither an input nor another output', 'one of them');
+    taken.push(d);
+  }
+  const out = {} as Record<K, DeviceTensor>;
+  for (const name of names) out[name] = (given[name] as DeviceTensor | undefined) ?? device.empty([length], 'f32');
+  return out;
+}
+
+/** @internal What the CUDA glue reads for an array argument: a DeviceTensor's handle, a host array as it is. */
+export function kernelArg<T>(value: T | DeviceTensor, param: string): T | number {
+  return value instanceof DeviceTensor ? value.handle(param) : value;
 }
 
 function hostTensor(value: unknown, param: string): { tensor: Tensor; rows: number; vocab: number } {

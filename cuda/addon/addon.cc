@@ -26,7 +26,10 @@ using cuda::CudaError;
 namespace {
 
 std::mutex g_buffers_mutex;
-std::unordered_map<uint32_t, std::shared_ptr<DeviceMemory>> g_buffers;
+// Never destroyed: buffers still held at exit (DeviceTensors neither disposed nor collected) are the driver's to
+// reclaim. Freeing them from a static destructor would call a runtime that may be torn down already (the
+// emulation's is, and aborted).
+auto& g_buffers = *new std::unordered_map<uint32_t, std::shared_ptr<DeviceMemory>>();
 uint32_t g_next_handle = 1;
 
 Napi::Value JSInfo(const Napi::CallbackInfo& info) {
@@ -163,6 +166,8 @@ Napi::Value JSEmuCounters(const Napi::CallbackInfo& info) {
   o.Set("checkedAccesses", static_cast<double>(c.checked_accesses));
   o.Set("liveAllocations", static_cast<double>(c.live_allocations));
   o.Set("liveBytes", static_cast<double>(c.live_bytes));
+  o.Set("hostToDeviceBytes", static_cast<double>(c.host_to_device_bytes));
+  o.Set("deviceToHostBytes", static_cast<double>(c.device_to_host_bytes));
   return o;
 }
 
@@ -200,7 +205,37 @@ Napi::Value JSEmuSelfTest(const Napi::CallbackInfo& info) {
 }
 #endif
 
+size_t element_bytes(napi_typedarray_type type) {
+  switch (type) {
+    case napi_float64_array:
+    case napi_bigint64_array: return 8;
+    case napi_float32_array:
+    case napi_int32_array: return 4;
+    case napi_uint16_array: return 2;
+    default: return 1;
+  }
+}
+
+// glue::value_array's device side: a handle's buffer, which must hold `length` elements of `type` (the dtype
+// itself is lib/cuda.ts's to check: the buffer is bytes here).
+glue::Array device_array(const Napi::CallbackInfo& info, size_t index, const char* name, napi_typedarray_type type,
+                         size_t length) {
+  std::shared_ptr<DeviceMemory> mem = buffer_arg(info, index, name);
+  if (length > mem->bytes() / element_bytes(type)) {
+    glue::throw_error(info.Env(), "ERR_AE_SHAPE_MISMATCH",
+                      std::string("Expected a device buffer of ") + std::to_string(length) + " elements for " + name +
+                          " but it holds " + std::to_string(mem->bytes()) + " bytes");
+  }
+  glue::Array a;
+  a.data = mem->data();
+  a.length = length;
+  a.type = type;
+  a.device = std::move(mem);
+  return a;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  glue::set_device_array_reader(device_array);
   exports.Set("info", Napi::Function::New(env, JSInfo, "info"));
   exports.Set("alloc", Napi::Function::New(env, JSAlloc, "alloc"));
   exports.Set("free", Napi::Function::New(env, JSFree, "free"));

@@ -22,6 +22,7 @@ class DeviceJobWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)) {
     for (const Array& a : keep) {
       if (!a.value.IsEmpty()) keep_.push_back(Napi::Persistent(a.value.As<Napi::Object>()));
+      if (a.device) devices_.push_back(a.device);
     }
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -53,6 +54,7 @@ class DeviceJobWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<index_t()> job_;
   std::vector<Napi::ObjectReference> keep_;
+  std::vector<std::shared_ptr<void>> devices_;  // device buffers a disposed DeviceTensor leaves to this job
   index_t result_ = -1;
   bool failed_ = false;
   cudaError_t error_ = cudaSuccess;
@@ -132,7 +134,7 @@ Napi::Value JSTokenStats(const Napi::CallbackInfo& info) {
   const char* names[5] = {"entropy", "logprob", "logsumexp", "sumPiSquared", "maxProb"};
   float** outs[5] = {&j.entropy, &j.logprob, &j.logsumexp, &j.sum_pi_squared, &j.max_prob};
   for (int k = 0; k < 5; ++k) {
-    const Array out = glue::typed_array(info, 7 + k, names[k], napi_float32_array, n, true);
+    const Array out = glue::value_array(info, 7 + k, names[k], napi_float32_array, n, true);
     *outs[k] = static_cast<float*>(out.data);
     keep.push_back(out);
   }
@@ -191,10 +193,10 @@ Napi::Value JSTokenStatsBackward(const Napi::CallbackInfo& info) {
   const size_t n = static_cast<size_t>(rows);
   const Array tokens = glue::typed_array(info, 4, "tokens", napi_int32_array, n, true);
   j.temperature = glue::positive_arg(info, 5, "temperature");
-  const Array grad_lp = glue::typed_array(info, 6, "gradLogprob", napi_float32_array, n, true);
-  const Array grad_h = glue::typed_array(info, 7, "gradEntropy", napi_float32_array, n, true);
-  const Array lse = glue::typed_array(info, 8, "logsumexp", napi_float32_array, n, true);
-  const Array entropy = glue::typed_array(info, 9, "entropy", napi_float32_array, n, true);
+  const Array grad_lp = glue::value_array(info, 6, "gradLogprob", napi_float32_array, n, true);
+  const Array grad_h = glue::value_array(info, 7, "gradEntropy", napi_float32_array, n, true);
+  const Array lse = glue::value_array(info, 8, "logsumexp", napi_float32_array, n, true);
+  const Array entropy = glue::value_array(info, 9, "entropy", napi_float32_array, n, true);
   const Array mask = glue::typed_array(info, 10, "rowMask", napi_uint8_array, n, true);
   j.out_dtype = device_dtype_arg(info, 12, "outDtype");
   if (j.out_dtype != DType::F32 && j.out_dtype != dtype) {
@@ -250,7 +252,7 @@ Napi::Value JSFullKl(const Napi::CallbackInfo& info) {
   const size_t n = static_cast<size_t>(rows);
   j.temperature = glue::positive_arg(info, 5, "temperature");
   const Array mask = glue::typed_array(info, 6, "rowMask", napi_uint8_array, n, true);
-  const Array out = glue::typed_array(info, 7, "out", napi_float32_array, n, false);
+  const Array out = glue::value_array(info, 7, "out", napi_float32_array, n, false);
   j.splits = splits_arg(info, 8);
   const bool async = glue::bool_arg(info, 9, "async");
   j.logits = logits_of(logits, dtype, rows, vocab);

@@ -53,6 +53,7 @@ cudaError_t sticky() {
 
 // ---- counters and schedule -------------------------------------------------------------------------------
 std::atomic<uint64_t> c_launches{0}, c_blocks{0}, c_barrier_waits{0}, c_warp_syncs{0}, c_accesses{0};
+std::atomic<uint64_t> c_host_to_device{0}, c_device_to_host{0};
 std::atomic<int> g_schedule{static_cast<int>(ae_emu::Schedule::Random)};
 std::atomic<uint64_t> g_seed{0x5eed};
 std::atomic<uint64_t> g_launch_serial{0};
@@ -484,6 +485,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   // Pageable host memory: the copy is done before the call returns (the host may reuse its buffer at once).
   const bool host_side_pageable = (kind == cudaMemcpyHostToDevice && !pinned_range(src, bytes)) ||
                                   (kind == cudaMemcpyDeviceToHost && !pinned_range(dst, bytes));
+  if (kind == cudaMemcpyHostToDevice) c_host_to_device += bytes;
+  if (kind == cudaMemcpyDeviceToHost) c_device_to_host += bytes;
   auto job = [dst, src, bytes] {
     if (sticky() == cudaSuccess) std::memcpy(dst, src, bytes);
   };
@@ -493,6 +496,15 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     return sticky();
   }
   enqueue(stream, job);
+  return cudaSuccess;
+}
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
+  if (attributes == nullptr) return note(cudaErrorInvalidValue);
+  const bool device = device_range(ptr, 1), pinned = pinned_range(ptr, 1);
+  attributes->type = device ? cudaMemoryTypeDevice : pinned ? cudaMemoryTypeHost : cudaMemoryTypeUnregistered;
+  attributes->device = device || pinned ? 0 : -2;
+  attributes->devicePointer = device || pinned ? const_cast<void*>(ptr) : nullptr;
+  attributes->hostPointer = device ? nullptr : const_cast<void*>(ptr);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
@@ -634,7 +646,8 @@ void reset_error() {
 Counters counters() {
   std::lock_guard<std::mutex> lock(g_mem_mutex);
   return Counters{c_launches.load(), c_blocks.load(),     c_barrier_waits.load(), c_warp_syncs.load(),
-                  c_accesses.load(), g_device.size(),     g_device_bytes};
+                  c_accesses.load(), g_device.size(),     g_device_bytes,         c_host_to_device.load(),
+                  c_device_to_host.load()};
 }
 
 void set_memory_limit(size_t bytes) {

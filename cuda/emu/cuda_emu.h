@@ -87,6 +87,13 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4
 };
+enum cudaMemoryType { cudaMemoryTypeUnregistered = 0, cudaMemoryTypeHost = 1, cudaMemoryTypeDevice = 2, cudaMemoryTypeManaged = 3 };
+struct cudaPointerAttributes {
+  cudaMemoryType type;
+  int device;
+  void* devicePointer;
+  void* hostPointer;
+};
 constexpr unsigned cudaStreamNonBlocking = 1;
 constexpr unsigned cudaEventDefault = 0;
 constexpr unsigned cudaEventDisableTiming = 2;
@@ -122,6 +129,8 @@ cudaError_t cudaFree(void* ptr);
 cudaError_t cudaMallocHost(void** ptr, size_t bytes);
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags);
 cudaError_t cudaFreeHost(void* ptr);
+// Device for any address inside a live cudaMalloc allocation, host for pinned memory, unregistered otherwise.
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
@@ -150,6 +159,7 @@ void reset_error();
 // Counters, to let tests see what ran: launches, blocks, fibers switched at barriers, checked accesses.
 struct Counters {
   uint64_t launches, blocks, barrier_waits, warp_syncs, checked_accesses, live_allocations, live_bytes;
+  uint64_t host_to_device_bytes, device_to_host_bytes;  // copied by cudaMemcpy(Async) so far
 };
 Counters counters();
 // Emulated device memory limit in bytes (cudaMalloc beyond it fails with cudaErrorMemoryAllocation).

@@ -97,24 +97,27 @@ export function packParams(p: PolicyKernelParams): Float64Array {
 
 type Values = Float32Array | Float64Array;
 
-/** Inputs and outputs of one call, as the kernels see them (lengths already validated). */
-export interface PolicyKernelIo {
+/**
+ * Inputs and outputs of one call, as the kernels see them (lengths already validated). `V`: host arrays here;
+ * lib/ops/policy_loss.ts also holds calls whose value arrays are DeviceTensors (the cuda backend only).
+ */
+export interface PolicyKernelIo<V = Values> {
   rows: number;
   cols: number;
-  logprob: Values;
-  oldLogprob: Values;
-  advantages: Values;
+  logprob: V;
+  oldLogprob: V;
+  advantages: V;
   advantagesPerRow: boolean;
-  isWeights: Values | null;
+  isWeights: V | null;
   weightsPerRow: boolean;
-  refLogprob: Values | null;
-  entropy: Values | null;
+  refLogprob: V | null;
+  entropy: V | null;
   mask: Uint8Array;
   tokenMask: Uint8Array | null;
   selected: Uint8Array | null;
-  tokenLoss: Values;
-  gradLogprob: Values;
-  gradEntropy: Values | null;
+  tokenLoss: V;
+  gradLogprob: V;
+  gradEntropy: V | null;
 }
 
 const CLIPPED_LOW = 1;

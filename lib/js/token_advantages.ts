@@ -25,13 +25,14 @@ export const GAP = Object.freeze({ carry: 0, reset: 1, zero: 2 });
 /** eps of the optimal-token-baseline denominator (verl compute_optimal_token_baseline_advantage). */
 export const OTB_EPS = 1e-8;
 
-export interface TokenJob {
+/** One scan or whitening call. `V`: host arrays here; lib/ops also builds cuda jobs whose arrays are DeviceTensors. */
+export interface TokenJob<V = Values> {
   rows: number;
   cols: number;
   scan: number;
   /** Rewards (scans) or the values to whiten (SCAN.none), [B·T]. */
-  x: Values;
-  values: Values | null;
+  x: V;
+  values: V | null;
   mask: Uint8Array | null;
   gamma: number;
   lambda: number;
@@ -43,8 +44,8 @@ export interface TokenJob {
   momentsIn: MomentsState | null;
   /** Multiply the whitened result by the mask (REINFORCE++). */
   maskOutput: boolean;
-  out: Values;
-  returns: Values | null;
+  out: V;
+  returns: V | null;
   /** count, mean, M2 of what was whitened, and 1 when whitening was skipped (< 2 valid entries). */
   momentsOut: Float64Array;
 }

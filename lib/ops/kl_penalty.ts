@@ -6,6 +6,7 @@
  * the guards: TRL none, OpenRLHF every estimator's value in ±10.
  */
 import { kernelOf, resolveCudaBackend } from '../backend';
+import { DeviceTensor, anyOnDevice, deviceOutputs, deviceValues, kernelArg } from '../cuda';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { KL_CLAMPS, KL_ESTIMATORS, klPenalty as jsKlPenalty, type KlClampName, type KlEstimatorName } from '../js/kl_penalty';
@@ -44,16 +45,23 @@ export interface KlPenaltyOptions {
   preset?: Preset;
   /** 'f32' (default, Float32Array outputs) or 'f64'. */
   precision?: Precision;
-  /** 'cuda' (per call only; f32): the CUDA kernel, host arrays in and out. 'auto' never picks it. */
+  /**
+   * 'cuda' (per call only; f32): the CUDA kernel. 'auto' never picks it for host arrays; a DeviceTensor input
+   * selects it (and refuses 'cpu' / 'js').
+   */
   backend?: 'auto' | 'cpu' | 'js' | 'cuda';
   /**
-   * Buffers to write into instead of new arrays (each N values in the precision's type, neither an input): a
-   * trainer calling every step can reuse them, and a call on 10⁸ values then allocates nothing.
+   * Buffers to write into instead of new arrays (each N values in the precision's type, neither an input;
+   * DeviceTensors when logprob is one): a trainer calling every step can reuse them, and a call on 10⁸ values
+   * then allocates nothing.
    */
-  out?: { value?: Float32Array | Float64Array; grad?: Float32Array | Float64Array };
+  out?: { value?: Float32Array | Float64Array | DeviceTensor; grad?: Float32Array | Float64Array | DeviceTensor };
 }
 
-export interface KlPenaltyResult<A extends Float32Array | Float64Array = Float32Array | Float64Array> {
+type Values = Float32Array | Float64Array;
+
+/** Host arrays, or (logprob a DeviceTensor) DeviceTensors. */
+export interface KlPenaltyResult<A extends Values | DeviceTensor = Values> {
   /** The estimator's value per element. */
   value: A;
   /** ∂value/∂logprob per element (k2's for the '+' forms). */
@@ -68,13 +76,25 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
   const preset = presetOf(opts.preset);
   const { estimator, straightThrough } = estimatorOf(opts.estimator, 'opts.estimator');
   const clamp = klClampOf(opts.clamp, 'opts.clamp', preset);
-  const n = (logprob as ArrayLike<number> | undefined)?.length ?? 0;
-  const lp = is.floatValues(logprob, 'logprob', n, precision);
-  const ref = is.floatValues(refLogprob, 'refLogprob', n, precision);
+  const n = (logprob as { length?: number } | undefined)?.length ?? 0;
+  // DeviceTensor inputs (f32, n values) run on the cuda backend; outputs live where logprob does.
+  const onDevice = anyOnDevice(logprob, refLogprob);
+  if (onDevice && opts.backend !== undefined && opts.backend !== 'auto' && opts.backend !== 'cuda') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", opts.backend);
+  }
+  const values = (v: unknown, name: string) => (v instanceof DeviceTensor ? deviceValues(v, name, n) : is.floatValues(v, name, n, precision));
+  const lp = values(logprob, 'logprob');
+  const ref = values(refLogprob, 'refLogprob');
   const out = is.options(opts.out, 'opts.out', ['value', 'grad'] as const);
-  const value = is.outputArray(out.value, 'opts.out.value', n, precision, [lp, ref]);
-  const grad = is.outputArray(out.grad, 'opts.out.grad', n, precision, [lp, ref, value]);
-  const backend = resolveCudaBackend(opts.backend, n, async);
+  const hostInputs = [lp, ref].filter((a): a is Values => !(a instanceof DeviceTensor));
+  let value: Values | DeviceTensor, grad: Values | DeviceTensor;
+  if (lp instanceof DeviceTensor) {
+    ({ value, grad } = deviceOutputs(out, ['value', 'grad'] as const, n, [lp, ref]));
+  } else {
+    value = is.outputArray(out.value, 'opts.out.value', n, precision, hostInputs);
+    grad = is.outputArray(out.grad, 'opts.out.grad', n, precision, [...hostInputs, value]);
+  }
+  const backend = resolveCudaBackend(onDevice ? 'cuda' : opts.backend, n, async);
   if (backend !== 'js' && backend !== 'cpu' && precision === 'f64') {
     throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' on the cuda backend (use the cpu backend for 'f64')", 'f64');
   }
@@ -82,15 +102,16 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
   const kernel = kernelOf(backend, 'klPenalty');
   return run(
     backend === 'js' ? 'js' : 'cpu', async,
-    (a) => kernel(n, precision === 'f64', lp, ref, value, grad, KL_ESTIMATORS.indexOf(estimator), KL_CLAMPS.indexOf(clamp),
-      straightThrough, a),
-    () => jsKlPenalty(lp, ref, estimator, clamp, straightThrough, value, grad),
+    (a) => kernel(n, precision === 'f64', kernelArg(lp, 'logprob'), kernelArg(ref, 'refLogprob'), kernelArg(value, 'opts.out.value'),
+      kernelArg(grad, 'opts.out.grad'), KL_ESTIMATORS.indexOf(estimator), KL_CLAMPS.indexOf(clamp), straightThrough, a),
+    // The js backend is never chosen for DeviceTensors (they select 'cuda' above).
+    () => jsKlPenalty(lp as Values, ref as Values, estimator, clamp, straightThrough, value as Values, grad as Values),
     (bad) => {
       if (bad >= 0) {
         throw new EngineError(ErrorCode.NON_FINITE, `klPenalty: logprob[${bad}] or refLogprob[${bad}] is not finite`,
           { param: 'logprob', row: bad });
       }
-      return { value, grad } as KlPenaltyResult;
+      return { value, grad } as KlPenaltyResult<Values | DeviceTensor>;
     },
   );
 }
@@ -101,12 +122,14 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
  * A non-finite input throws ERR_AE_NON_FINITE with its index. Source: verl `kl_penalty`, OpenRLHF
  * `compute_approx_kl`, TRL GRPOTrainer's per-token KL; J. Schulman, "Approximating KL divergence" (2020).
  */
-export const klPenalty = asyncForm(klPenaltyImpl) as (
-  logprob: Float32Array | Float64Array, refLogprob: Float32Array | Float64Array, options?: KlPenaltyOptions,
-) => Promise<KlPenaltyResult>;
-export const klPenaltySync = syncForm(klPenaltyImpl) as (
-  logprob: Float32Array | Float64Array, refLogprob: Float32Array | Float64Array, options?: KlPenaltyOptions,
-) => KlPenaltyResult;
+export const klPenalty = asyncForm(klPenaltyImpl) as {
+  (logprob: DeviceTensor, refLogprob: Values | DeviceTensor, options?: KlPenaltyOptions): Promise<KlPenaltyResult<DeviceTensor>>;
+  (logprob: Values, refLogprob: Values | DeviceTensor, options?: KlPenaltyOptions): Promise<KlPenaltyResult>;
+};
+export const klPenaltySync = syncForm(klPenaltyImpl) as {
+  (logprob: DeviceTensor, refLogprob: Values | DeviceTensor, options?: KlPenaltyOptions): KlPenaltyResult<DeviceTensor>;
+  (logprob: Values, refLogprob: Values | DeviceTensor, options?: KlPenaltyOptions): KlPenaltyResult;
+};
 
 export interface AdaptiveKlOptions {
   /** β at the start. */

@@ -18,6 +18,7 @@
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
+import { kernelArg, type DeviceTensor } from '../cuda';
 import * as jsMoments from '../js/moments';
 import * as js from '../js/token_advantages';
 import { SCAN } from '../js/token_advantages';
@@ -156,15 +157,24 @@ function whitenImpl(async: boolean, x: NumberArray, mask?: Uint8Array | null, op
   );
 }
 
-/** The positional arguments of the native tokenAdvantages for a job (lib/native.ts documents them). */
-export function nativeTokenArgs(job: js.TokenJob) {
+type TokenArgs<V> = readonly [V, V | null, Uint8Array | null, number, number, Float64Array, Float64Array | null, V, V | null, Float64Array];
+/**
+ * The positional arguments of the native tokenAdvantages for a job (lib/native.ts documents them); a job's
+ * DeviceTensors become the handles the CUDA glue reads.
+ */
+export function nativeTokenArgs(job: js.TokenJob): TokenArgs<Values>;
+export function nativeTokenArgs(job: js.TokenJob<Values | DeviceTensor>): TokenArgs<Values | number>;
+export function nativeTokenArgs(job: js.TokenJob<Values | DeviceTensor>): TokenArgs<Values | number> {
   const r = job.rule;
   const config = Float64Array.of(
     job.scan, job.gamma, job.lambda, job.gap, job.whiten ? 1 : 0, r.meanEps, r.unbiased ? 1 : 0,
     r.epsMode === 'clamp' ? 1 : 0, r.eps, job.shiftMean ? 1 : 0, job.maskOutput ? 1 : 0,
   );
   const momentsIn = job.momentsIn ? Float64Array.from(job.momentsIn) : null;
-  return [job.x, job.values, job.mask, job.rows, job.cols, config, momentsIn, job.out, job.returns, job.momentsOut] as const;
+  return [
+    kernelArg(job.x, 'inputs.rewards'), kernelArg(job.values, 'inputs.values'), job.mask, job.rows, job.cols, config, momentsIn,
+    kernelArg(job.out, 'out'), kernelArg(job.returns, 'returns'), job.momentsOut,
+  ];
 }
 
 /**

@@ -12,6 +12,7 @@
  * cuda/policy_loss.cu (`backend: 'cuda'`).
  */
 import { kernelOf, resolveCudaBackend } from '../backend';
+import { DeviceTensor, anyOnDevice, deviceOutputs, deviceValues, kernelArg } from '../cuda';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import {
@@ -44,23 +45,34 @@ export type { LossType } from './policy_presets';
 
 type Values = Float32Array | Float64Array;
 type MaskInput = Uint8Array | Float32Array | number[];
+/** A [B·T] value array: on the host, or (backend 'cuda', f32) a DeviceTensor read in place. */
+type TokenValues = Values | DeviceTensor;
 
+/**
+ * The inputs of one call. The [B·T] value arrays may be f32 DeviceTensors (any mix with host arrays): the call
+ * then runs on the cuda backend, and with `logprob` on the device its per-token outputs stay there (see
+ * {@link PolicyLossResult}), so that tokenStats → policyLoss → tokenStatsBackward never copies a per-token array
+ * through the host. Per-row
+ * arrays ([B] advantages or weights), masks and the rollout correction stay host-side (decision: they are B
+ * values or bytes per token from the sampler; the rollout correction and the covariance modes' token selection
+ * read values on the host).
+ */
 export interface PolicyLossInputs {
   /** [B·T] log-probs of the sampled tokens under the current policy (the differentiable input). */
-  logprob: Values;
+  logprob: TokenValues;
   /** [B·T] under the policy that produced the data. */
-  oldLogprob: Values;
+  oldLogprob: TokenValues;
   /** [B] (broadcast over tokens) or [B·T]. */
-  advantages: Values;
+  advantages: TokenValues;
   /** [B·T] 0/1 response mask (Uint8Array used in place; Float32Array converted). */
   mask: MaskInput;
   shape: [number, number];
   /** [B·T] as reported by the inference engine: triggers rollout correction (opts.rolloutCorrection). */
   rolloutLogprob?: Values;
   /** [B·T] under the reference policy: needed for klCoef > 0 (and gives metrics.klMean). */
-  refLogprob?: Values;
+  refLogprob?: TokenValues;
   /** [B·T] per-token entropy: needed for entropyCoef ≠ 0; gives gradEntropy and metrics.entropyMean. */
-  entropy?: Values;
+  entropy?: TokenValues;
 }
 
 export interface PolicyLossOptions {
@@ -89,7 +101,7 @@ export interface PolicyLossOptions {
   klClamp?: boolean;
   entropyCoef?: number;
   /** [B] or [B·T] importance weights multiplying the policy term (e.g. from rolloutCorrection). */
-  isWeights?: Values;
+  isWeights?: TokenValues;
   /** [B·T] 0/1 mask multiplying the policy term only (e.g. entropyMask's high-entropy tokens). */
   tokenMask?: MaskInput;
   tauPos?: number;
@@ -102,9 +114,15 @@ export interface PolicyLossOptions {
   preset?: Preset;
   /** 'f32' (default, Float32Array outputs) or 'f64' (f64 arithmetic, Float64Array outputs). */
   precision?: Precision;
-  /** Caller-provided [B·T] output buffers (Float32Array; Float64Array with precision 'f64'), filled and returned. */
-  out?: { tokenLoss?: Values; gradLogprob?: Values; gradEntropy?: Values };
-  /** 'cuda' (per call only; f32): the CUDA kernels, host arrays in and out. 'auto' never picks it. */
+  /**
+   * Caller-provided [B·T] output buffers (Float32Array; Float64Array with precision 'f64'; DeviceTensors when
+   * inputs.logprob is one), filled and returned.
+   */
+  out?: { tokenLoss?: TokenValues; gradLogprob?: TokenValues; gradEntropy?: TokenValues };
+  /**
+   * 'cuda' (per call only; f32): the CUDA kernels. 'auto' never picks it for host arrays; a DeviceTensor input
+   * selects it (and refuses 'cpu' / 'js').
+   */
   backend?: 'auto' | 'cpu' | 'js' | 'cuda';
 }
 
@@ -133,7 +151,8 @@ export interface PolicyLossMetrics {
   rollout?: RolloutCorrectionMetrics;
 }
 
-export interface PolicyLossResult<A extends Values = Values> {
+/** Host arrays, or DeviceTensors when inputs.logprob was one (`A`). */
+export interface PolicyLossResult<A extends TokenValues = Values> {
   loss: number;
   /** [B·T] L per valid token (0 at masked ones), before the aggregation weight. */
   tokenLoss: A;
@@ -177,7 +196,7 @@ function shapeOf(value: unknown): [number, number] {
 /** Everything one call resolved: the kernel parameters, the arrays, and what the metrics need. */
 interface Job {
   params: PolicyKernelParams;
-  io: PolicyKernelIo;
+  io: PolicyKernelIo<TokenValues>;
   preset: PolicyPreset;
   covSelected: Uint8Array | null;
   hasEntropy: boolean;
@@ -248,24 +267,26 @@ function resolve(inputs: unknown, options: unknown): Resolved {
   const tauPos = opts.tauPos === undefined ? 1 : is.positiveNumber(opts.tauPos, 'opts.tauPos');
   const tauNeg = opts.tauNeg === undefined ? 1.05 : is.positiveNumber(opts.tauNeg, 'opts.tauNeg');
 
-  // Arrays.
-  const values = (v: unknown, name: string, length: number) => is.floatValues(v, name, length, precision);
+  // Arrays: host arrays, or DeviceTensors of n values (per-row arrays are host-only: checked here).
+  const onDevice = anyOnDevice(input.logprob, input.oldLogprob, input.advantages, opts.isWeights, input.refLogprob, input.entropy);
+  if (onDevice) deviceCallChecks(opts, input, mode, precision);
+  const values = (v: unknown, name: string, length: number): TokenValues =>
+    v instanceof DeviceTensor ? deviceValues(v, name, n) : is.floatValues(v, name, length, precision);
+  const perRow = (v: unknown) => !(v instanceof DeviceTensor) && (v as ArrayLike<number> | undefined)?.length === rows && rows !== n;
   const logprob = values(input.logprob, 'inputs.logprob', n);
   const oldLogprob = values(input.oldLogprob, 'inputs.oldLogprob', n);
-  const advLength = (input.advantages as ArrayLike<number> | undefined)?.length;
-  const advantagesPerRow = advLength === rows && rows !== n;
+  const advantagesPerRow = perRow(input.advantages);
   const advantages = values(input.advantages, 'inputs.advantages', advantagesPerRow ? rows : n);
-  if (advantagesPerRow) finiteRows(advantages, 'inputs.advantages');
+  if (advantagesPerRow) finiteRows(advantages as Values, 'inputs.advantages');
   const mask = is.kernelMask(input.mask, 'inputs.mask', n);
-  const weightLength = (opts.isWeights as ArrayLike<number> | undefined)?.length;
-  const weightsPerRow = opts.isWeights !== undefined && weightLength === rows && rows !== n;
+  const weightsPerRow = opts.isWeights !== undefined && perRow(opts.isWeights);
   const isWeights = opts.isWeights === undefined ? null : values(opts.isWeights, 'opts.isWeights', weightsPerRow ? rows : n);
-  if (isWeights && weightsPerRow) finiteRows(isWeights, 'opts.isWeights');
+  if (isWeights && weightsPerRow) finiteRows(isWeights as Values, 'opts.isWeights');
   const tokenMask = opts.tokenMask === undefined ? null : is.kernelMask(opts.tokenMask, 'opts.tokenMask', n);
   const refLogprob = input.refLogprob === undefined ? null : values(input.refLogprob, 'inputs.refLogprob', n);
   const entropy = input.entropy === undefined ? null : values(input.entropy, 'inputs.entropy', n);
   const rollout = input.rolloutLogprob === undefined ? null : {
-    inputs: { oldLogprob, rolloutLogprob: input.rolloutLogprob as Values, mask, shape: [rows, cols] as [number, number] },
+    inputs: { oldLogprob: oldLogprob as Values, rolloutLogprob: input.rolloutLogprob as Values, mask, shape: [rows, cols] as [number, number] },
     options: opts.rolloutCorrection as RolloutCorrectionOptions | undefined,
   };
   if (!rollout && opts.rolloutCorrection !== undefined) {
@@ -305,17 +326,21 @@ function resolve(inputs: unknown, options: unknown): Resolved {
     seqDivisorAllRows: (mode === 'gmpo' && preset.gmpoAllRows) || (lossType !== null && LOSS_TYPES[lossType].allRows),
     gmpoCountOutside: preset.metrics === 'verl',
   };
-  const out = outBuffers(opts.out, n, precision, [logprob, oldLogprob, advantages, isWeights, refLogprob, entropy]);
-  const io: PolicyKernelIo = {
+  const inputArrays = [logprob, oldLogprob, advantages, isWeights, refLogprob, entropy];
+  // The outputs live where the differentiable input does.
+  const out = logprob instanceof DeviceTensor
+    ? deviceOutputs(is.options(opts.out, 'opts.out', OUT_NAMES), entropy ? OUT_NAMES : OUT_NAMES.slice(0, 2), n, inputArrays)
+    : outBuffers(opts.out, n, precision, inputArrays.filter((a): a is Values => !(a instanceof DeviceTensor)));
+  const io: PolicyKernelIo<TokenValues> = {
     rows, cols, logprob, oldLogprob, advantages, advantagesPerRow, isWeights, weightsPerRow, refLogprob, entropy, mask,
     tokenMask, selected: null, tokenLoss: out.tokenLoss, gradLogprob: out.gradLogprob,
     gradEntropy: entropy ? out.gradEntropy : null,
   };
-  if (cov) io.selected = selectCovTokens(io, params, cov, mode as 'clipCov' | 'klCov', preset);
+  if (cov) io.selected = selectCovTokens(hostIo(io), params, cov, mode as 'clipCov' | 'klCov', preset);
   return {
     job: {
       params, io, preset, covSelected: io.selected, hasEntropy: entropy !== null, hasRef: refLogprob !== null, precision,
-      backend: opts.backend,
+      backend: onDevice ? 'cuda' : opts.backend,
     },
     rollout,
   };
@@ -326,9 +351,34 @@ function resolve(inputs: unknown, options: unknown): Resolved {
  * an input: the kernels read inputs while writing outputs) or new ones.
  */
 function outBuffers(value: unknown, n: number, precision: Precision, inputs: readonly (Values | null)[]) {
-  const given = is.options(value, 'opts.out', ['tokenLoss', 'gradLogprob', 'gradEntropy'] as const);
+  const given = is.options(value, 'opts.out', OUT_NAMES);
   const pick = (name: 'tokenLoss' | 'gradLogprob' | 'gradEntropy'): Values => is.outputArray(given[name], `opts.out.${name}`, n, precision, inputs);
   return { tokenLoss: pick('tokenLoss'), gradLogprob: pick('gradLogprob'), gradEntropy: pick('gradEntropy') };
+}
+
+/** What a call with DeviceTensor inputs cannot do: run on a host backend, in f64, or read values on the host. */
+function deviceCallChecks(opts: Partial<Record<(typeof KEYS)[number], unknown>>, input: Partial<Record<(typeof INPUT_KEYS)[number], unknown>>,
+  mode: PolicyModeName, precision: Precision): void {
+  if (opts.backend !== undefined && opts.backend !== 'auto' && opts.backend !== 'cuda') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", opts.backend);
+  }
+  if (precision !== 'f32') throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' with DeviceTensor inputs (the cuda backend)", precision);
+  if (input.rolloutLogprob !== undefined) {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'inputs.rolloutLogprob', 'host arrays for a rollout correction (it is applied on the host)', 'given with DeviceTensor inputs');
+  }
+  if (mode === 'clipCov' || mode === 'klCov') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.mode', 'host arrays for clipCov / klCov (their token selection runs on the host)', mode);
+  }
+}
+
+const OUT_NAMES = ['tokenLoss', 'gradLogprob', 'gradEntropy'] as const;
+
+/** The io of a step that reads values on the host (the js kernel, the covariance selection, the rollout
+ * correction): device inputs were refused for each before it is reached. */
+function hostIo(io: PolicyKernelIo<TokenValues>): PolicyKernelIo {
+  const arrays = [io.logprob, io.oldLogprob, io.advantages, io.isWeights, io.refLogprob, io.entropy, io.tokenLoss, io.gradLogprob, io.gradEntropy];
+  if (anyOnDevice(...arrays)) throw new EngineError(ErrorCode.INVALID_ARG_VALUE, 'policyLoss: DeviceTensor arrays reached a host-side step');
+  return io as PolicyKernelIo;
 }
 
 function finiteRows(a: Values, param: string): void {
@@ -380,7 +430,7 @@ function metricsOf(job: Job, summary: Float64Array): PolicyLossMetrics {
   return metrics;
 }
 
-function finish(job: Job, summary: Float64Array, rolloutMetrics: RolloutCorrectionMetrics | null): PolicyLossResult {
+function finish(job: Job, summary: Float64Array, rolloutMetrics: RolloutCorrectionMetrics | null): PolicyLossResult<TokenValues> {
   const badMask = summary[SUMMARY.badMask];
   if (badMask >= 0) {
     const which = job.io.tokenMask && job.io.mask[badMask] <= 1 ? 'opts.tokenMask' : 'inputs.mask';
@@ -394,7 +444,7 @@ function finish(job: Job, summary: Float64Array, rolloutMetrics: RolloutCorrecti
       { param: 'inputs', row: badRow },
     );
   }
-  const result: PolicyLossResult = {
+  const result: PolicyLossResult<TokenValues> = {
     loss: summary[SUMMARY.loss],
     tokenLoss: job.io.tokenLoss,
     gradLogprob: job.io.gradLogprob,
@@ -408,7 +458,7 @@ function finish(job: Job, summary: Float64Array, rolloutMetrics: RolloutCorrecti
 
 /** Folds a rollout correction into the job: its weights multiply the importance weights, its mask the token mask. */
 function applyCorrection(job: Job, correction: RolloutCorrectionResult): void {
-  const { io } = job;
+  const io = hostIo(job.io);
   const n = io.rows * io.cols;
   const weights = job.precision === 'f64' ? new Float64Array(n) : new Float32Array(n);
   for (let i = 0; i < n; i++) {
@@ -435,16 +485,18 @@ function runJob(async: boolean, job: Job, rolloutMetrics: RolloutCorrectionMetri
   return run(
     backend === 'js' ? 'js' : 'cpu', async,
     (a) => kernel(
-      io.rows, io.cols, job.precision === 'f64', io.logprob, io.oldLogprob, io.advantages, io.advantagesPerRow,
-      io.isWeights, io.weightsPerRow, io.refLogprob, io.entropy, io.mask, io.tokenMask, io.selected, io.tokenLoss,
-      io.gradLogprob, io.gradEntropy, packParams(params), summary, a,
+      io.rows, io.cols, job.precision === 'f64', kernelArg(io.logprob, 'inputs.logprob'), kernelArg(io.oldLogprob, 'inputs.oldLogprob'),
+      kernelArg(io.advantages, 'inputs.advantages'), io.advantagesPerRow, kernelArg(io.isWeights, 'opts.isWeights'), io.weightsPerRow,
+      kernelArg(io.refLogprob, 'inputs.refLogprob'), kernelArg(io.entropy, 'inputs.entropy'), io.mask, io.tokenMask, io.selected,
+      kernelArg(io.tokenLoss, 'opts.out.tokenLoss'), kernelArg(io.gradLogprob, 'opts.out.gradLogprob'),
+      kernelArg(io.gradEntropy, 'opts.out.gradEntropy'), packParams(params), summary, a,
     ),
-    () => jsPolicyLoss(io, params, summary),
+    () => jsPolicyLoss(hostIo(io), params, summary),
     () => finish(job, summary, rolloutMetrics),
   );
 }
 
-function policyLossImpl(async: boolean, inputs: unknown, options?: unknown): PolicyLossResult | Promise<PolicyLossResult> {
+function policyLossImpl(async: boolean, inputs: unknown, options?: unknown): PolicyLossResult<TokenValues> | Promise<PolicyLossResult<TokenValues>> {
   const { job, rollout } = resolve(inputs, options);
   if (!rollout) return runJob(async, job, null);
   // The correction runs on the loss's backend (under 'cuda' on the device too).
@@ -470,5 +522,11 @@ function policyLossImpl(async: boolean, inputs: unknown, options?: unknown): Pol
  * (ERR_OUT_OF_RANGE / ERR_INVALID_ARG_VALUE), a mask entry not 0/1, and a non-finite input at a valid token
  * (ERR_AE_NON_FINITE with its row; per-row advantages are checked before the kernel runs).
  */
-export const policyLoss = asyncForm(policyLossImpl) as (inputs: PolicyLossInputs, options?: PolicyLossOptions) => Promise<PolicyLossResult>;
-export const policyLossSync = syncForm(policyLossImpl) as (inputs: PolicyLossInputs, options?: PolicyLossOptions) => PolicyLossResult;
+export const policyLoss = asyncForm(policyLossImpl) as {
+  (inputs: PolicyLossInputs & { logprob: DeviceTensor }, options?: PolicyLossOptions): Promise<PolicyLossResult<DeviceTensor>>;
+  (inputs: PolicyLossInputs, options?: PolicyLossOptions): Promise<PolicyLossResult>;
+};
+export const policyLossSync = syncForm(policyLossImpl) as {
+  (inputs: PolicyLossInputs & { logprob: DeviceTensor }, options?: PolicyLossOptions): PolicyLossResult<DeviceTensor>;
+  (inputs: PolicyLossInputs, options?: PolicyLossOptions): PolicyLossResult;
+};

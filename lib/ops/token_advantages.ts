@@ -14,12 +14,14 @@
  * OpenRLHF reads them as 0 and keeps discounting). Arithmetic is f64; outputs Float32Array, or Float64Array with
  * precision 'f64'. Kernels: lib/js/token_advantages.ts, native/token_advantages.{h,cc}, and with `backend: 'cuda'`
  * (gae, discountedReturns, reinforcePlusPlus, placeOutcome, optimalTokenBaseline; f32 or f64 like the cpu)
- * cuda/token_advantages.cu.
+ * cuda/token_advantages.cu. On 'cuda', gae / discountedReturns / reinforcePlusPlus also take their [B·T] rewards and
+ * values as f32 DeviceTensors, and with rewards on the device return advantages and returns as DeviceTensors (a
+ * critic's values then never leave the GPU on their way to policyLoss); masks stay host arrays.
  */
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
-import type { CudaDevice } from '../cuda';
+import { anyOnDevice, DeviceTensor, deviceValues, type CudaDevice } from '../cuda';
 import * as js from '../js/token_advantages';
 import { SCAN } from '../js/token_advantages';
 import {
@@ -31,16 +33,16 @@ import { nativeTokenArgs, type Moments } from './moments';
 import { asyncForm, precisionOf, presetOf, run, syncForm, type Precision, type Preset } from './run';
 
 export interface TokenInputs {
-  /** [B·T] per-token rewards. */
-  rewards: NumberArray;
+  /** [B·T] per-token rewards (an f32 DeviceTensor on the cuda backend). */
+  rewards: NumberArray | DeviceTensor;
   /** [B·T] 0/1 (Uint8Array, or any numeric array). */
   mask: Uint8Array | ArrayLike<number>;
   shape: [number, number];
 }
 
 export interface GaeInputs extends TokenInputs {
-  /** [B·T] value estimates V_t. */
-  values: NumberArray;
+  /** [B·T] value estimates V_t (an f32 DeviceTensor on the cuda backend). */
+  values: NumberArray | DeviceTensor;
 }
 
 interface CommonOptions {
@@ -67,7 +69,8 @@ export interface ReinforcePlusPlusOptions extends ReturnsOptions {
   moments?: Moments;
 }
 
-export interface TokenAdvantageResult<A extends Values = Float32Array> {
+/** Host arrays, or DeviceTensors when the rewards were one. */
+export interface TokenAdvantageResult<A extends Values | DeviceTensor = Float32Array> {
   /** [B·T] advantages. */
   advantages: A;
   /** [B·T] returns (gae: g + V before whitening; reinforcePlusPlus: the discounted returns). */
@@ -77,12 +80,28 @@ export interface TokenAdvantageResult<A extends Values = Float32Array> {
   whitenSkipped: boolean;
 }
 
-function tokenArrays(inputs: unknown, keys: readonly string[]) {
+/** The inputs object, its shape, rewards (read by `readRewards`: host only, or also on the device) and mask. */
+function tokenArrays<R>(inputs: unknown, keys: readonly string[], readRewards: (value: unknown, param: string, shape: [number, number]) => R) {
   const input = is.options(inputs, 'inputs', keys);
   const shape = shapeOf(input.shape, 'inputs.shape');
-  const rewards = tokenValuesOf(input.rewards, 'inputs.rewards', shape);
+  const rewards = readRewards(input.rewards, 'inputs.rewards', shape);
   const mask = maskOf(input.mask, 'inputs.mask', shape[0] * shape[1]);
   return { input, shape, rewards, mask };
+}
+
+/** A [B·T] value array: an f32 DeviceTensor (cuda backend) or host values. */
+function deviceOrHost(value: unknown, param: string, shape: [number, number]): Values | DeviceTensor {
+  return value instanceof DeviceTensor ? deviceValues(value, param, shape[0] * shape[1]) : tokenValuesOf(value, param, shape);
+}
+
+/** The backend of a scan: DeviceTensor arrays take the cuda one (f32), and refuse the others. */
+function scanBackend(option: unknown, elements: number, async: boolean, onDevice: boolean, precision: unknown): 'cpu' | 'js' | CudaDevice {
+  if (!onDevice) return resolveCudaBackend(option, elements, async);
+  if (option !== undefined && option !== 'auto' && option !== 'cuda') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", option);
+  }
+  if (precisionOf(precision) !== 'f32') throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' with DeviceTensor inputs (the cuda backend)", precision);
+  return resolveCudaBackend('cuda', elements, async) as CudaDevice;
 }
 
 function discountOf(value: unknown, param: string, fallback = 1): number {
@@ -104,12 +123,15 @@ function momentsArg(value: unknown): [number, number, number] | null {
  * cuda/addon/token_advantages.cc); the kernel reports the first row with a non-finite reward or value at a valid
  * position.
  */
-function runScan(async: boolean, job: js.TokenJob, backend: 'cpu' | 'js' | CudaDevice): TokenAdvantageResult<Values> | Promise<TokenAdvantageResult<Values>> {
+function runScan(
+  async: boolean, job: js.TokenJob<Values | DeviceTensor>, backend: 'cpu' | 'js' | CudaDevice,
+): TokenAdvantageResult<Values | DeviceTensor> | Promise<TokenAdvantageResult<Values | DeviceTensor>> {
   const kernel = kernelOf(backend, 'tokenAdvantages');
   return run(
     backend === 'js' ? 'js' : 'cpu', async,
     (a) => kernel(...nativeTokenArgs(job), a),
-    () => js.tokenAdvantages(job),
+    // scanBackend sends DeviceTensor jobs to cuda only.
+    () => js.tokenAdvantages(job as js.TokenJob),
     (bad) => {
       if (bad >= 0) throw nonFinite(job.values ? 'inputs.rewards / inputs.values' : 'inputs.rewards', bad * job.cols, bad);
       const [count, mean, m2, skipped] = job.momentsOut;
@@ -118,19 +140,22 @@ function runScan(async: boolean, job: js.TokenJob, backend: 'cpu' | 'js' | CudaD
   );
 }
 
+/** A scan job; its outputs are DeviceTensors when the rewards are one (f32), else host arrays of the precision. */
 function scanJob(
-  scan: number, rewards: Values, values: Values | null, mask: Uint8Array, shape: [number, number], opts: Record<string, unknown>,
-  whiten: boolean, maskOutput: boolean, gapOf: (p: ReturnType<typeof advantagePreset>) => number, withReturns = true,
-): js.TokenJob {
+  scan: number, rewards: Values | DeviceTensor, values: Values | DeviceTensor | null, mask: Uint8Array, shape: [number, number],
+  opts: Record<string, unknown>, whiten: boolean, maskOutput: boolean, gapOf: (p: ReturnType<typeof advantagePreset>) => number,
+  withReturns = true,
+): js.TokenJob<Values | DeviceTensor> {
   const preset = advantagePreset(presetOf(opts.preset));
   const exact = precisionOf(opts.precision) === 'f64';
   const n = shape[0] * shape[1];
+  const output = () => (rewards instanceof DeviceTensor ? rewards.device.empty([n], 'f32') : exact ? new Float64Array(n) : new Float32Array(n));
   return {
     rows: shape[0], cols: shape[1], scan, x: rewards, values, mask,
     gamma: discountOf(opts.gamma, 'opts.gamma'), lambda: discountOf(opts.lambda, 'opts.lambda'), gap: gapOf(preset),
     whiten, rule: preset.whiten, shiftMean: true, momentsIn: momentsArg(opts.moments), maskOutput,
-    out: exact ? new Float64Array(n) : new Float32Array(n),
-    returns: !withReturns ? null : exact ? new Float64Array(n) : new Float32Array(n),
+    out: output(),
+    returns: withReturns ? output() : null,
     momentsOut: new Float64Array(4),
   };
 }
@@ -138,13 +163,13 @@ function scanJob(
 // ---- gae ----
 
 function gaeImpl(async: boolean, inputs: GaeInputs, options?: GaeOptions) {
-  const { input, shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'values', 'mask', 'shape']);
-  const values = tokenValuesOf(input.values, 'inputs.values', shape);
+  const { input, shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'values', 'mask', 'shape'], deviceOrHost);
+  const values = deviceOrHost(input.values, 'inputs.values', shape);
   const opts = is.options(options, 'opts', ['gamma', 'lambda', 'whiten', 'moments', 'preset', 'precision', 'backend'] as const);
   const whiten = booleanOf(opts.whiten, 'opts.whiten', true);
   if (!whiten && opts.moments !== undefined) throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.moments', 'no moments with whiten: false', opts.moments);
-  const job = scanJob(SCAN.gae, rewards, values, mask, shape, opts, whiten, false, (p) => p.gaeGap);
-  return runScan(async, job, resolveCudaBackend(opts.backend, 2 * rewards.length, async));
+  const backend = scanBackend(opts.backend, 2 * rewards.length, async, anyOnDevice(rewards, values), opts.precision);
+  return runScan(async, scanJob(SCAN.gae, rewards, values, mask, shape, opts, whiten, false, (p) => p.gaeGap), backend);
 }
 
 /**
@@ -154,10 +179,12 @@ function gaeImpl(async: boolean, inputs: GaeInputs, options?: GaeOptions) {
  * the valid tokens (masked entries are transformed too, as verl does). Source: verl compute_gae_advantage_return.
  */
 export const gae = asyncForm(gaeImpl) as {
+  (inputs: GaeInputs & { rewards: DeviceTensor }, options?: GaeOptions): Promise<TokenAdvantageResult<DeviceTensor>>;
   (inputs: GaeInputs, options: GaeOptions & { precision: 'f64' }): Promise<TokenAdvantageResult<Float64Array>>;
   (inputs: GaeInputs, options?: GaeOptions): Promise<TokenAdvantageResult>;
 };
 export const gaeSync = syncForm(gaeImpl) as {
+  (inputs: GaeInputs & { rewards: DeviceTensor }, options?: GaeOptions): TokenAdvantageResult<DeviceTensor>;
   (inputs: GaeInputs, options: GaeOptions & { precision: 'f64' }): TokenAdvantageResult<Float64Array>;
   (inputs: GaeInputs, options?: GaeOptions): TokenAdvantageResult;
 };
@@ -165,30 +192,33 @@ export const gaeSync = syncForm(gaeImpl) as {
 // ---- discounted returns, REINFORCE++ ----
 
 function discountedReturnsImpl(async: boolean, inputs: TokenInputs, options?: ReturnsOptions) {
-  const { shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'mask', 'shape']);
+  const { shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'mask', 'shape'], deviceOrHost);
   const opts = is.options(options, 'opts', ['gamma', 'preset', 'precision', 'backend'] as const);
   // Without whitening the scan's output is the returns themselves.
+  const backend = scanBackend(opts.backend, rewards.length, async, anyOnDevice(rewards), opts.precision);
   const job = scanJob(SCAN.discounted, rewards, null, mask, shape, opts, false, false, (p) => p.returnsGap, false);
-  const result = runScan(async, job, resolveCudaBackend(opts.backend, rewards.length, async));
+  const result = runScan(async, job, backend);
   // A thenable test, not instanceof: the addon's promises may come from another realm (jest's vm contexts).
   return 'then' in result ? result.then((r) => r.advantages) : result.advantages;
 }
 
 /** Discounted returns G_t = r_t + γ·G_{t+1} within each row (SPEC §4.2), [B·T]; γ default 1. */
 export const discountedReturns = asyncForm(discountedReturnsImpl) as {
+  (inputs: TokenInputs & { rewards: DeviceTensor }, options?: ReturnsOptions): Promise<DeviceTensor>;
   (inputs: TokenInputs, options: ReturnsOptions & { precision: 'f64' }): Promise<Float64Array>;
   (inputs: TokenInputs, options?: ReturnsOptions): Promise<Float32Array>;
 };
 export const discountedReturnsSync = syncForm(discountedReturnsImpl) as {
+  (inputs: TokenInputs & { rewards: DeviceTensor }, options?: ReturnsOptions): DeviceTensor;
   (inputs: TokenInputs, options: ReturnsOptions & { precision: 'f64' }): Float64Array;
   (inputs: TokenInputs, options?: ReturnsOptions): Float32Array;
 };
 
 function reinforcePlusPlusImpl(async: boolean, inputs: TokenInputs, options?: ReinforcePlusPlusOptions) {
-  const { shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'mask', 'shape']);
+  const { shape, rewards, mask } = tokenArrays(inputs, ['rewards', 'mask', 'shape'], deviceOrHost);
   const opts = is.options(options, 'opts', ['gamma', 'moments', 'preset', 'precision', 'backend'] as const);
-  const job = scanJob(SCAN.discounted, rewards, null, mask, shape, opts, true, true, (p) => p.returnsGap);
-  return runScan(async, job, resolveCudaBackend(opts.backend, rewards.length, async));
+  const backend = scanBackend(opts.backend, rewards.length, async, anyOnDevice(rewards), opts.precision);
+  return runScan(async, scanJob(SCAN.discounted, rewards, null, mask, shape, opts, true, true, (p) => p.returnsGap), backend);
 }
 
 /**
@@ -196,10 +226,12 @@ function reinforcePlusPlusImpl(async: boolean, inputs: TokenInputs, options?: Re
  * tokens of the batch, times the mask. Source: verl compute_reinforce_plus_plus_outcome_advantage.
  */
 export const reinforcePlusPlus = asyncForm(reinforcePlusPlusImpl) as {
+  (inputs: TokenInputs & { rewards: DeviceTensor }, options?: ReinforcePlusPlusOptions): Promise<TokenAdvantageResult<DeviceTensor>>;
   (inputs: TokenInputs, options: ReinforcePlusPlusOptions & { precision: 'f64' }): Promise<TokenAdvantageResult<Float64Array>>;
   (inputs: TokenInputs, options?: ReinforcePlusPlusOptions): Promise<TokenAdvantageResult>;
 };
 export const reinforcePlusPlusSync = syncForm(reinforcePlusPlusImpl) as {
+  (inputs: TokenInputs & { rewards: DeviceTensor }, options?: ReinforcePlusPlusOptions): TokenAdvantageResult<DeviceTensor>;
   (inputs: TokenInputs, options: ReinforcePlusPlusOptions & { precision: 'f64' }): TokenAdvantageResult<Float64Array>;
   (inputs: TokenInputs, options?: ReinforcePlusPlusOptions): TokenAdvantageResult;
 };
@@ -246,7 +278,7 @@ export interface OptimalTokenBaselineInputs extends TokenInputs {
 
 function optimalTokenBaselineImpl(async: boolean, inputs: OptimalTokenBaselineInputs, options?: CommonOptions) {
   const keys = ['rewards', 'mask', 'shape', 'oldLogprobs', 'sumPiSquared', 'isWeights', 'groupIds', 'groupSize'];
-  const { input, shape, rewards, mask } = tokenArrays(inputs, keys);
+  const { input, shape, rewards, mask } = tokenArrays(inputs, keys, tokenValuesOf);
   const opts = is.options(options, 'opts', ['preset', 'precision', 'backend'] as const);
   const B = shape[0];
   if ((input.groupIds === undefined) === (input.groupSize === undefined)) {

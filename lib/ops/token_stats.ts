@@ -104,7 +104,10 @@ function tokenStatsImpl(
 ): AnyTokenStatsResult | Promise<AnyTokenStatsResult> {
   const opts = is.options(options, 'opts', FORWARD_KEYS);
   // backend 'cuda': the device's op (lib/cuda.ts), which validates the same options (precision 'f32' only).
-  if (opts.backend === 'cuda') return requireCuda('opts.backend').tokenStatsImpl(async, logits, withoutBackend(opts) as CudaTokenStatsOptions);
+  // (resultOn is not among this op's keys, so the results are host arrays.)
+  if (opts.backend === 'cuda') {
+    return requireCuda('opts.backend').tokenStatsImpl(async, logits, withoutBackend(opts) as CudaTokenStatsOptions) as AnyTokenStatsResult | Promise<AnyTokenStatsResult>;
+  }
   const { tensor: t, rows, vocab } = logitRows(logits, 'logits');
   const temperature = temperatureOf(opts.temperature);
   const rowMask = rowMaskOf(opts.rowMask, rows);
@@ -252,7 +255,9 @@ type KlResult = Float32Array | Float64Array;
 
 function fullKlImpl(async: boolean, logits: Tensor, refLogits: Tensor, options?: FullKlOptions): KlResult | Promise<KlResult> {
   const opts = is.options(options, 'opts', KL_KEYS);
-  if (opts.backend === 'cuda') return requireCuda('opts.backend').fullKlImpl(async, logits, refLogits, withoutBackend(opts) as CudaFullKlOptions);
+  if (opts.backend === 'cuda') {
+    return requireCuda('opts.backend').fullKlImpl(async, logits, refLogits, withoutBackend(opts) as CudaFullKlOptions) as KlResult | Promise<KlResult>;
+  }
   const p: Rows = logitRows(logits, 'logits');
   const q: Rows = logitRows(refLogits, 'refLogits');
   if (q.tensor.dtype !== p.tensor.dtype) {

@@ -15,6 +15,15 @@ inline Array float_array(const Napi::CallbackInfo& info, size_t index, const cha
   return typed_array(info, index, name, *f64 ? napi_float64_array : napi_float32_array, length, optional);
 }
 
+// float_array, or in the CUDA addon an f32 device buffer's handle (see value_array): for the arrays that the host
+// code only hands to kernels and copies.
+inline Array float_values(const Napi::CallbackInfo& info, size_t index, const char* name, size_t length, bool optional,
+                          bool* f64) {
+  if (!info[index].IsNumber()) return float_array(info, index, name, length, optional, f64);
+  *f64 = false;
+  return value_array(info, index, name, napi_float32_array, length, optional);
+}
+
 // A Float64Array of exactly `length` numbers, returned as a pointer (kept alive through `keep`).
 inline const double* f64_array(const Napi::CallbackInfo& info, size_t index, const char* name, size_t length,
                                bool optional, std::vector<Array>& keep) {

@@ -49,6 +49,18 @@ Array typed_array(const Napi::CallbackInfo& info, size_t index, const char* name
   return a;
 }
 
+namespace {
+DeviceArrayReader g_device_array_reader = nullptr;
+}  // namespace
+
+void set_device_array_reader(DeviceArrayReader reader) { g_device_array_reader = reader; }
+
+Array value_array(const Napi::CallbackInfo& info, size_t index, const char* name, napi_typedarray_type type,
+                  size_t length, bool optional) {
+  if (g_device_array_reader != nullptr && info[index].IsNumber()) return g_device_array_reader(info, index, name, type, length);
+  return typed_array(info, index, name, type, length, optional);
+}
+
 size_t checked_product(Napi::Env env, index_t rows, index_t vocab) {
   if (vocab != 0 && static_cast<uint64_t>(rows) > std::numeric_limits<size_t>::max() / 8 / static_cast<uint64_t>(vocab)) {
     throw_error(env, "ERR_OUT_OF_RANGE", "rows × vocab overflows the address space");

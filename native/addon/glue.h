@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,13 +24,23 @@ struct Array {
   void* data = nullptr;
   size_t length = 0;  // elements
   napi_typedarray_type type = napi_float32_array;
-  Napi::Value value;  // kept so that async jobs can hold a reference
+  Napi::Value value;             // a host array, kept so that async jobs can hold a reference
+  std::shared_ptr<void> device;  // or the device buffer `data` points into (CUDA addon), held the same way
 };
 
 // Reads argument `index` as a typed array of `type` with exactly `length` elements; null/undefined gives
 // an empty Array when `optional`.
 Array typed_array(const Napi::CallbackInfo& info, size_t index, const char* name, napi_typedarray_type type,
                   size_t length, bool optional);
+// A value array that may live on the device: as typed_array, or, in the CUDA addon, a device buffer handle (the
+// DeviceTensor's number) holding at least `length` elements of `type`. Only arrays the host code never
+// dereferences itself may be read with this (the CUDA host code passes them to kernels or copies them).
+Array value_array(const Napi::CallbackInfo& info, size_t index, const char* name, napi_typedarray_type type,
+                  size_t length, bool optional);
+// Installed by the CUDA addon when it loads; without it (the CPU addon) a handle is a type error.
+using DeviceArrayReader = Array (*)(const Napi::CallbackInfo& info, size_t index, const char* name,
+                                    napi_typedarray_type type, size_t length);
+void set_device_array_reader(DeviceArrayReader reader);
 // The logits buffer for a dtype code: Float32Array / Float64Array / Uint16Array of rows·vocab elements.
 Array logits_array(const Napi::CallbackInfo& info, size_t index, const char* name, DType dtype, index_t rows,
                    index_t vocab);

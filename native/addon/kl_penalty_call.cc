@@ -12,10 +12,10 @@ KlPenaltyCall read_kl_penalty_call(const Napi::CallbackInfo& info) {
   a.exact = bool_arg(info, 1, "exact");
   const napi_typedarray_type vt = a.exact ? napi_float64_array : napi_float32_array;
   const size_t n = static_cast<size_t>(a.n);
-  const Array lp = typed_array(info, 2, "logprob", vt, n, false);
-  const Array ref = typed_array(info, 3, "refLogprob", vt, n, false);
-  const Array value = typed_array(info, 4, "value", vt, n, false);
-  const Array grad = typed_array(info, 5, "grad", vt, n, false);
+  const Array lp = value_array(info, 2, "logprob", vt, n, false);
+  const Array ref = value_array(info, 3, "refLogprob", vt, n, false);
+  const Array value = value_array(info, 4, "value", vt, n, false);
+  const Array grad = value_array(info, 5, "grad", vt, n, false);
   const index_t estimator = index_arg(info, 6, "estimator");
   const index_t clamp = index_arg(info, 7, "clamp");
   if (estimator > 3) throw_error(env, "ERR_INVALID_ARG_VALUE", "klPenalty: invalid estimator");

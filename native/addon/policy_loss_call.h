@@ -5,7 +5,8 @@
 //              weightsPerRow, refLogprob|null, entropy|null, mask, tokenMask|null, selected|null,
 //              tokenLoss, gradLogprob, gradEntropy|null, params, summary, async)
 //
-// Value arrays are Float32Arrays, or Float64Arrays when `exact`; masks are Uint8Arrays; `params` is the packed
+// Value arrays are Float32Arrays, or Float64Arrays when `exact` (in the CUDA addon also device buffer handles,
+// see glue::value_array); masks are Uint8Arrays; `params` is the packed
 // Float64Array of lib/js/policy_loss.ts PARAM and `summary` receives SUMMARY. Every buffer is re-checked against
 // the shape and every enum against its range before any kernel runs.
 #pragma once

@@ -20,9 +20,9 @@ TokenAdvantagesCall read_token_advantages_call(const Napi::CallbackInfo& info) {
   a.rows = index_arg(info, 3, "rows");
   a.cols = index_arg(info, 4, "cols");
   const size_t n = checked_product(env, a.rows, a.cols);
-  keep.push_back(float_array(info, 0, "x", n, false, &a.x_f64));
+  keep.push_back(float_values(info, 0, "x", n, false, &a.x_f64));
   a.x = keep.back().data;
-  keep.push_back(float_array(info, 1, "values", n, true, &a.values_f64));
+  keep.push_back(float_values(info, 1, "values", n, true, &a.values_f64));
   a.values = keep.back().data;
   keep.push_back(typed_array(info, 2, "mask", napi_uint8_array, n, true));
   a.mask = static_cast<const uint8_t*>(keep.back().data);
@@ -38,10 +38,10 @@ TokenAdvantagesCall read_token_advantages_call(const Napi::CallbackInfo& info) {
   c.rule.mean_eps = config[5], c.rule.unbiased = config[6] != 0, c.rule.clamp = config[7] != 0, c.rule.eps = config[8];
   c.shift_mean = config[9] != 0, c.mask_output = config[10] != 0;
   a.moments_in = f64_array(info, 6, "momentsIn", 3, true, keep);
-  keep.push_back(float_array(info, 7, "out", n, false, &a.out_f64));
+  keep.push_back(float_values(info, 7, "out", n, false, &a.out_f64));
   a.out = keep.back().data;
   bool returns_f64 = a.out_f64;
-  keep.push_back(float_array(info, 8, "returns", n, true, &returns_f64));
+  keep.push_back(float_values(info, 8, "returns", n, true, &returns_f64));
   a.returns = keep.back().data;
   if (a.returns != nullptr && returns_f64 != a.out_f64) throw_error(env, "ERR_INVALID_ARG_TYPE", "Expected out and returns of one kind");
   keep.push_back(typed_array(info, 9, "momentsOut", napi_float64_array, 4, false));
