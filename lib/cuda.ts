@@ -405,10 +405,12 @@ export class CudaDevice {
     const onDevice = resultOnOf(opts.resultOn) === 'device';
     const out: Partial<Record<StatName, Float32Array | DeviceTensor>> = {};
     for (const name of wanted) {
+      if (given[name] === undefined) continue;
       const param = `opts.out.${name}`;
-      if (onDevice) out[name] = given[name] === undefined ? this.empty([z.rows], 'f32') : this.values(given[name], param, z.rows, 'device');
-      else out[name] = given[name] === undefined ? new Float32Array(z.rows) : is.float32Of(given[name], param, z.rows);
+      out[name] = onDevice ? this.values(given[name], param, z.rows, 'device') : is.float32Of(given[name], param, z.rows);
     }
+    // New outputs once every given one has passed (no device memory is allocated for a call that fails its checks).
+    for (const name of wanted) out[name] ??= onDevice ? this.empty([z.rows], 'f32') : new Float32Array(z.rows);
     const splits = splitOf(opts.blockSplit);
     const finish = (bad: number) => {
       if (bad >= 0 && nonFinite === 'throw') throw nonFiniteError(bad, 'tokenStats');
@@ -638,6 +640,17 @@ export class CudaDevice {
 /** @internal Whether any of `values` is a DeviceTensor: a per-token op then runs on the cuda backend. */
 export function anyOnDevice(...values: unknown[]): boolean {
   return values.some((v) => v instanceof DeviceTensor);
+}
+
+/**
+ * @internal The checks of a call with DeviceTensor value arrays: it runs on the cuda backend in f32, so another
+ * backend option or precision 'f64' is ERR_INVALID_ARG_VALUE.
+ */
+export function checkDeviceCall(backend: unknown, precision: unknown): void {
+  if (backend !== undefined && backend !== 'auto' && backend !== 'cuda') {
+    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", backend);
+  }
+  if (precisionOf(precision) !== 'f32') throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' with DeviceTensor inputs (the cuda backend)", precision);
 }
 
 /**

@@ -6,7 +6,7 @@
  * the guards: TRL none, OpenRLHF every estimator's value in ±10.
  */
 import { kernelOf, resolveCudaBackend } from '../backend';
-import { DeviceTensor, anyOnDevice, deviceOutputs, deviceValues, kernelArg } from '../cuda';
+import { DeviceTensor, anyOnDevice, checkDeviceCall, deviceOutputs, deviceValues, kernelArg } from '../cuda';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { KL_CLAMPS, KL_ESTIMATORS, klPenalty as jsKlPenalty, type KlClampName, type KlEstimatorName } from '../js/kl_penalty';
@@ -79,9 +79,7 @@ function klPenaltyImpl(async: boolean, logprob: unknown, refLogprob: unknown, op
   const n = (logprob as { length?: number } | undefined)?.length ?? 0;
   // DeviceTensor inputs (f32, n values) run on the cuda backend; outputs live where logprob does.
   const onDevice = anyOnDevice(logprob, refLogprob);
-  if (onDevice && opts.backend !== undefined && opts.backend !== 'auto' && opts.backend !== 'cuda') {
-    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", opts.backend);
-  }
+  if (onDevice) checkDeviceCall(opts.backend, opts.precision);
   const values = (v: unknown, name: string) => (v instanceof DeviceTensor ? deviceValues(v, name, n) : is.floatValues(v, name, n, precision));
   const lp = values(logprob, 'logprob');
   const ref = values(refLogprob, 'refLogprob');

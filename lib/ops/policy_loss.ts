@@ -12,7 +12,7 @@
  * cuda/policy_loss.cu (`backend: 'cuda'`).
  */
 import { kernelOf, resolveCudaBackend } from '../backend';
-import { DeviceTensor, anyOnDevice, deviceOutputs, deviceValues, kernelArg } from '../cuda';
+import { DeviceTensor, anyOnDevice, checkDeviceCall, deviceOutputs, deviceValues, kernelArg } from '../cuda';
 import { EngineError, ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import {
@@ -359,10 +359,7 @@ function outBuffers(value: unknown, n: number, precision: Precision, inputs: rea
 /** What a call with DeviceTensor inputs cannot do: run on a host backend, in f64, or read values on the host. */
 function deviceCallChecks(opts: Partial<Record<(typeof KEYS)[number], unknown>>, input: Partial<Record<(typeof INPUT_KEYS)[number], unknown>>,
   mode: PolicyModeName, precision: Precision): void {
-  if (opts.backend !== undefined && opts.backend !== 'auto' && opts.backend !== 'cuda') {
-    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", opts.backend);
-  }
-  if (precision !== 'f32') throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' with DeviceTensor inputs (the cuda backend)", precision);
+  checkDeviceCall(opts.backend, precision);
   if (input.rolloutLogprob !== undefined) {
     throw argError(ErrorCode.INVALID_ARG_VALUE, 'inputs.rolloutLogprob', 'host arrays for a rollout correction (it is applied on the host)', 'given with DeviceTensor inputs');
   }

@@ -21,7 +21,7 @@
 import { ErrorCode, argError } from '../errors';
 import * as is from '../is';
 import { kernelOf, resolveCudaBackend, type BackendName } from '../backend';
-import { anyOnDevice, DeviceTensor, deviceValues, type CudaDevice } from '../cuda';
+import { anyOnDevice, checkDeviceCall, DeviceTensor, deviceValues, type CudaDevice } from '../cuda';
 import * as js from '../js/token_advantages';
 import { SCAN } from '../js/token_advantages';
 import {
@@ -97,10 +97,7 @@ function deviceOrHost(value: unknown, param: string, shape: [number, number]): V
 /** The backend of a scan: DeviceTensor arrays take the cuda one (f32), and refuse the others. */
 function scanBackend(option: unknown, elements: number, async: boolean, onDevice: boolean, precision: unknown): 'cpu' | 'js' | CudaDevice {
   if (!onDevice) return resolveCudaBackend(option, elements, async);
-  if (option !== undefined && option !== 'auto' && option !== 'cuda') {
-    throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.backend', "'cuda' (or none) with DeviceTensor inputs", option);
-  }
-  if (precisionOf(precision) !== 'f32') throw argError(ErrorCode.INVALID_ARG_VALUE, 'opts.precision', "'f32' with DeviceTensor inputs (the cuda backend)", precision);
+  checkDeviceCall(option, precision);
   return resolveCudaBackend('cuda', elements, async) as CudaDevice;
 }
 
