@@ -330,11 +330,11 @@ function resolve(inputs: unknown, options: unknown): Resolved {
   // The outputs live where the differentiable input does.
   const out = logprob instanceof DeviceTensor
     ? deviceOutputs(is.options(opts.out, 'opts.out', OUT_NAMES), entropy ? OUT_NAMES : OUT_NAMES.slice(0, 2), n, inputArrays)
-    : outBuffers(opts.out, n, precision, inputArrays.filter((a): a is Values => !(a instanceof DeviceTensor)));
+    : outBuffers(opts.out, n, precision, inputArrays.filter((a): a is Values => !(a instanceof DeviceTensor)), entropy !== null);
   const io: PolicyKernelIo<TokenValues> = {
     rows, cols, logprob, oldLogprob, advantages, advantagesPerRow, isWeights, weightsPerRow, refLogprob, entropy, mask,
     tokenMask, selected: null, tokenLoss: out.tokenLoss, gradLogprob: out.gradLogprob,
-    gradEntropy: entropy ? out.gradEntropy : null,
+    gradEntropy: out.gradEntropy ?? null,
   };
   if (cov) io.selected = selectCovTokens(hostIo(io), params, cov, mode as 'clipCov' | 'klCov', preset);
   return {
@@ -348,12 +348,12 @@ function resolve(inputs: unknown, options: unknown): Resolved {
 
 /**
  * The output buffers: the caller's (`opts.out`, each of n elements in the precision's array type, none of them
- * an input: the kernels read inputs while writing outputs) or new ones.
+ * an input: the kernels read inputs while writing outputs) or new ones; gradEntropy only with an entropy input.
  */
-function outBuffers(value: unknown, n: number, precision: Precision, inputs: readonly (Values | null)[]) {
+function outBuffers(value: unknown, n: number, precision: Precision, inputs: readonly (Values | null)[], withEntropy: boolean) {
   const given = is.options(value, 'opts.out', OUT_NAMES);
   const pick = (name: 'tokenLoss' | 'gradLogprob' | 'gradEntropy'): Values => is.outputArray(given[name], `opts.out.${name}`, n, precision, inputs);
-  return { tokenLoss: pick('tokenLoss'), gradLogprob: pick('gradLogprob'), gradEntropy: pick('gradEntropy') };
+  return { tokenLoss: pick('tokenLoss'), gradLogprob: pick('gradLogprob'), gradEntropy: withEntropy ? pick('gradEntropy') : null };
 }
 
 /** What a call with DeviceTensor inputs cannot do: run on a host backend, in f64, or read values on the host. */
