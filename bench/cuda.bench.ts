@@ -28,6 +28,8 @@ export interface CudaBenchResult {
   dtype: DType;
   rows: number;
   cols: number;
+  /** = cols: every CUDA bench op takes logits [rows, vocab]. */
+  vocab: number;
   threads: 1;
   medianMs: number;
   elementsPerSec: number;
@@ -99,7 +101,7 @@ export function runCudaBench(cases: readonly CudaBenchCase[], seed: number, emit
     const ms = median(samples);
     const gbPerSec = bytesMoved / (ms / 1e3) / 1e9;
     emit({
-      op: c.op, backend: 'cuda', dtype: c.dtype, rows: c.rows, cols: c.cols, threads: 1, medianMs: ms,
+      op: c.op, backend: 'cuda', dtype: c.dtype, rows: c.rows, cols: c.cols, vocab: c.cols, threads: 1, medianMs: ms,
       elementsPerSec: (c.rows * c.cols) / (ms / 1e3), gbPerSec, readBandwidthGbPerSec: bandwidth.medianGbPerSec,
       bandwidthFraction: gbPerSec / bandwidth.medianGbPerSec, isa: null, samples: samples.length, device: name,
     });

@@ -19,6 +19,7 @@ export const EXIT_MONITOR_OPS: Readonly<Record<string, OpDefinition>> = {
     dtypes: DTYPES,
     defaultRows: { cpu: 256, js: 16 },
     defaultCols: 151936,
+    colsAreVocab: true,
     inputBytes: logitBytes,
     allocatedBytes: logitBytes,
     prepare(c, seed) {

@@ -49,6 +49,8 @@ export interface OpDefinition {
   dtypes: readonly DType[];
   defaultRows: Readonly<Record<Backend, number>>;
   defaultCols: number;
+  /** Set for ops on logits [rows, vocab]: their JSON lines also give cols as `vocab`. */
+  colsAreVocab?: true;
   params?: Readonly<Record<string, ParamDefinition>>;
   /** Bytes allocated for a configuration (inputs + outputs), for the memory check. */
   allocatedBytes(c: Case): number;

@@ -179,7 +179,7 @@ function prepared(c: Case, fn: () => void, bytesMoved: number, inputBytes: numbe
   return { fn, elements: c.rows * c.cols, bytesMoved, inputBytes };
 }
 
-const LOGITS_OP = { dtypes: DTYPES, defaultRows: { cpu: 1024, js: 64 }, defaultCols: 151936 } as const;
+const LOGITS_OP = { dtypes: DTYPES, defaultRows: { cpu: 1024, js: 64 }, defaultCols: 151936, colsAreVocab: true } as const;
 
 export const TOKEN_STATS_OPS: Readonly<Record<string, OpDefinition>> = {
   'token-stats': {

@@ -109,9 +109,9 @@ Options:
                    (its maxTime); each sample runs the op for at least S/20 s (its minTime, ≥ 0.05 s).
   --seed N         seed of the synthetic data (default: 1)
   --json           one JSON object per line and configuration: op, params (the op's own flags, when it
-                   has any), backend, dtype, rows, cols, threads, medianMs, elementsPerSec, gbPerSec,
-                   readBandwidthGbPerSec, bandwidthFraction, isa, samples (call-overhead lines add mode;
-                   a last line gives breakEvenElements). Notes go to stderr.
+                   has any), backend, dtype, rows, cols, vocab (= cols, on the ops that take logits), threads,
+                   medianMs, elementsPerSec, gbPerSec, readBandwidthGbPerSec, bandwidthFraction, isa, samples
+                   (call-overhead lines add mode; a last line gives breakEvenElements). Notes go to stderr.
   -h, --help       this text
 
 Reported figures:

@@ -54,6 +54,8 @@ interface Result {
   dtype: DType;
   rows: number;
   cols: number;
+  /** Logits ops only: the vocabulary, = cols. */
+  vocab?: number;
   params?: Record<string, string>;
   threads: number;
   medianMs: number;
@@ -375,6 +377,7 @@ function runThroughput(options: BenchOptions, progress: Progress, requested: Cas
     dtype,
     rows,
     cols,
+    ...(OPS[op].colsAreVocab ? { vocab: cols } : {}),
     threads: backend === 'cpu' ? threads : 1,
     medianMs: seconds * 1e3,
     elementsPerSec: prepared.elements / seconds,
@@ -423,7 +426,7 @@ async function runCallOverhead(options: BenchOptions, progress: Progress, origin
         (times[key] ??= []).push(seconds);
         if (options.json) {
           console.log(JSON.stringify({
-            op: 'call-overhead', backend: c.backend, mode: c.mode, dtype, rows: 1, cols: vocab,
+            op: 'call-overhead', backend: c.backend, mode: c.mode, dtype, rows: 1, cols: vocab, vocab,
             threads: c.backend === 'cpu' ? threads : 1, medianMs: seconds * 1e3, elementsPerSec: vocab / seconds,
             gbPerSec: (vocab * DTYPE_BYTES[dtype]) / seconds / 1e9, readBandwidthGbPerSec: null, bandwidthFraction: null,
             isa: c.backend === 'cpu' ? isa : null, samples: samples.length,

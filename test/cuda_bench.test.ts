@@ -33,7 +33,7 @@ beforeAll(() => {
     'token-stats bf16', 'token-stats f32', 'token-stats-backward bf16', 'token-stats-backward f32', 'full-kl bf16', 'full-kl f32',
   ]);
   for (const l of lines) {
-    expect(l).toMatchObject({ backend: 'cuda', rows: 3, cols: 1000, samples: 20 });
+    expect(l).toMatchObject({ backend: 'cuda', rows: 3, cols: 1000, vocab: 1000, samples: 20 });
     expect(l.medianMs).toBeGreaterThan(0);
     expect(l.bandwidthFraction).toBeCloseTo(l.gbPerSec / l.readBandwidthGbPerSec, 12);
     const bytes = 3 * 1000 * (l.dtype === 'f32' ? 4 : 2);
