@@ -3,14 +3,14 @@
 // own namespace, so the three instantiations never meet at link time.
 //
 // Contract (all levels): logits f32 / f64 / bf16 / f16; bf16 and f16 are widened exactly in registers,
-// f64 is centred in f64 and then narrowed. A row is cut into blocks of kBlock = 256 vectors; each block is read
-// once, its maximum and exp-sums in one pass against the row's running maximum (block_state_shifted; the
-// first block, and any block that raises the maximum, take a max pass first), and summarised as a SoftmaxState with f32 lane
-// accumulators (≤ 128 terms per lane); blocks merge in f64 in row order. Error vs a float64 reference:
-// ≤ 1e-5 relative or 1e-6 absolute on every output at V = 152k (tested). −inf entries get exactly 0 in
-// gradients and KL; in the forward sums each weighs at most exp(−87.3) relative to the block max (below f32
-// resolution, see block_state). While the exp pass works on block b, the next block is prefetched into L2,
-// so memory reads overlap the math (measured: 0.48 → 0.65 of the read bandwidth for f32 with an L1 prefetch;
+// f64 is centred in f64 and then narrowed. A row is cut into blocks of kBlock = 256 vectors, each read from
+// memory once and summarised as a SoftmaxState with f32 lane accumulators (≤ 128 terms per lane) against the
+// row's running maximum, which the pass over the previous block has already extended to this block (look-ahead,
+// see row_state); blocks merge in f64 in row order. Error vs a float64 reference: ≤ 1e-5 relative or 1e-6
+// absolute on every output at V = 152k (tested). −inf entries get exactly 0 in gradients and KL; in the forward
+// sums each weighs at most exp(−87.3) relative to the max (below f32 resolution, see block_state). While the exp
+// pass works on block b it loads block b+1 for its maximum and prefetches block b+2 into L2, so memory reads
+// overlap the math (measured: 0.48 → 0.65 of the read bandwidth for f32 with an L1 prefetch of the next block;
 // the L2 hint, which leaves L1 to the block being summed, 0.75–0.76 against 0.68–0.74 in one alternating run).
 //
 // Standard headers (<type_traits>) are included by the including .cc, since this file sits inside a namespace.
@@ -35,39 +35,93 @@ inline void pad_tail(const T* src, index_t rem, T* buf) {
   for (int i = 0; i < Vec::W; ++i) buf[i] = i < rem ? src[i] : negative_infinity<T>();
 }
 
+// The maximum of 16-bit floats (bf16, f16: sign-and-magnitude bit patterns) in integer lanes, 2·W patterns a
+// step and no widening: when some value is ≥ +0, the signed maximum of the patterns is the largest value;
+// otherwise the unsigned minimum is the negative value nearest zero. A positive NaN pattern beats +inf, so
+// the maximum of a row with NaN may be NaN (the sums report NaN either way).
+struct Max16 {
+  typename Vec::I16 signed_max = Vec::i16_set1(INT16_MIN), unsigned_min = Vec::i16_set1(-1);
+  int16_t tail_max = INT16_MIN;
+  uint16_t tail_min = 0xffffu;
+
+  void step(const void* p) {  // 2·W patterns
+    const typename Vec::I16 x = Vec::i16_load(static_cast<const uint16_t*>(p));
+    signed_max = Vec::i16_max(signed_max, x);
+    unsigned_min = Vec::u16_min(unsigned_min, x);
+  }
+  void one(uint16_t bits) {
+    if (static_cast<int16_t>(bits) > tail_max) tail_max = static_cast<int16_t>(bits);
+    if (bits < tail_min) tail_min = bits;
+  }
+  template <typename T>
+  float value() const {
+    uint16_t hi[2 * Vec::W], lo[2 * Vec::W];
+    Vec::i16_store(hi, signed_max);
+    Vec::i16_store(lo, unsigned_min);
+    int16_t m = tail_max;
+    uint16_t n = tail_min;
+    for (int i = 0; i < 2 * Vec::W; ++i) {
+      if (static_cast<int16_t>(hi[i]) > m) m = static_cast<int16_t>(hi[i]);
+      if (lo[i] < n) n = lo[i];
+    }
+    T v[Vec::W];
+    for (int i = 0; i < Vec::W; ++i) v[i] = T{m >= 0 ? static_cast<uint16_t>(m) : n};
+    return Vec::reduce_max(Vec::load(v));
+  }
+};
+
+template <typename T>
+constexpr bool kSixteenBit = std::is_same<T, bf16_t>::value || std::is_same<T, f16_t>::value;
+
 template <typename T>
 inline float block_max(const T* z, index_t len) {
   using F = typename Vec::F;
-  F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
   index_t j = 0;
-  for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
-    m0 = Vec::max(m0, Vec::load(z + j));
-    m1 = Vec::max(m1, Vec::load(z + j + Vec::W));
+  if constexpr (kSixteenBit<T>) {
+    Max16 m;
+    for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) m.step(z + j);
+    for (; j < len; ++j) m.one(z[j].bits);
+    return m.template value<T>();
+  } else {
+    F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
+    for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
+      m0 = Vec::max(m0, Vec::load(z + j));
+      m1 = Vec::max(m1, Vec::load(z + j + Vec::W));
+    }
+    for (; j + Vec::W <= len; j += Vec::W) m0 = Vec::max(m0, Vec::load(z + j));
+    if (j < len) {
+      T buf[Vec::W];
+      pad_tail(z + j, len - j, buf);
+      m1 = Vec::max(m1, Vec::load(buf));
+    }
+    return Vec::reduce_max(Vec::max(m0, m1));
   }
-  for (; j + Vec::W <= len; j += Vec::W) m0 = Vec::max(m0, Vec::load(z + j));
-  if (j < len) {
-    T buf[Vec::W];
-    pad_tail(z + j, len - j, buf);
-    m1 = Vec::max(m1, Vec::load(buf));
-  }
-  return Vec::reduce_max(Vec::max(m0, m1));
 }
 
 // The sums of one block, in base 2: s = Σ 2^x, t = ln2·Σ 2^x·x, q = Σ 4^x, where x = exponent(p) for the
-// vector at p (already clamped at kExp2Floor). With kTrackMax the block's raw maximum is taken in the same
-// pass into *block_max. The next block is prefetched into L2 while this one is summed.
-template <bool kTrackMax, typename T, typename Exponent>
-inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, float* block_max) {
+// vector at p (already clamped at kExp2Floor). Given the next block (`next`, `next_len`), the same pass also
+// takes that block's raw maximum into *next_max (look-ahead: its vectors are loaded while this block's exps
+// run, and land in L1 for its own pass) and prefetches the block after it into L2.
+template <typename T, typename Exponent>
+inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, const T* next, index_t next_len,
+                              float* next_max) {
   using F = typename Vec::F;
   F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
   F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
-  const char* next_block = reinterpret_cast<const char*>(z + kBlock);
+  Max16 m16;  // the look-ahead maximum of a 16-bit next block
+  const char* prefetch_from = reinterpret_cast<const char*>((next != nullptr ? next : z) + kBlock);
+  // Vector pairs of the next block taken inside the loop; the rest of it after.
+  const index_t ahead = next == nullptr ? 0 : (next_len < len ? next_len : len) / (2 * Vec::W) * (2 * Vec::W);
   index_t j = 0;
   for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
-    prefetch_span<2 * Vec::W * sizeof(T)>(next_block + j * sizeof(T));
-    if (kTrackMax) {
-      m0 = Vec::max(m0, Vec::load(z + j));
-      m1 = Vec::max(m1, Vec::load(z + j + Vec::W));
+    prefetch_span<2 * Vec::W * sizeof(T)>(prefetch_from + j * sizeof(T));
+    if (j < ahead) {
+      if constexpr (kSixteenBit<T>) {
+        m16.step(next + j);
+      } else {
+        m0 = Vec::max(m0, Vec::load(next + j));
+        m1 = Vec::max(m1, Vec::load(next + j + Vec::W));
+      }
     }
     const F xa = exponent(z + j), xb = exponent(z + j + Vec::W);
     const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
@@ -85,14 +139,19 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, float*
       pad_tail(z + j, len - j, buf);
       src = buf;
     }
-    if (kTrackMax) m0 = Vec::max(m0, Vec::load(src));
     const F xa = exponent(src);
     const F ea = Vec::exp2_clamped(xa);
     s0 = Vec::add(s0, ea);
     t0 = Vec::fmadd(ea, xa, t0);
     q0 = Vec::fmadd(ea, ea, q0);
   }
-  if (kTrackMax) *block_max = Vec::reduce_max(Vec::max(m0, m1));
+  if (next != nullptr) {
+    const float rest = block_max(next + ahead, next_len - ahead);
+    float m;
+    if constexpr (kSixteenBit<T>) m = m16.template value<T>();
+    else m = Vec::reduce_max(Vec::max(m0, m1));
+    *next_max = rest > m ? rest : m;
+  }
   SoftmaxState st;
   st.s = Vec::reduce_add(Vec::add(s0, s1));
   st.t = static_cast<double>(Vec::reduce_add(Vec::add(t0, t1))) * kLn2;
@@ -101,97 +160,76 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, float*
   return st;
 }
 
-// One block's state relative to the block max. Each exponent is clamped at the floor before exp: a −inf logit then
-// weighs exp(−87.3) ≈ 1e-38 next to the max's exp(0) = 1, below f32 resolution of the sums, which saves the
-// compare-and-mask an exact zero would cost per vector. NaN passes the clamp (max returns its second
-// operand on NaN) and poisons s. An all −inf block is the empty state.
+// One block's state relative to `shift`, a raw logit ≥ every entry of the block (the running maximum of the
+// row, so that every exponent is ≤ 0 and the largest entries keep t = Σ e·x free of cancellation), with the
+// next block's maximum looked ahead as in exp2_sums. Each exponent is clamped at the floor before exp: a −inf
+// logit then weighs exp(−87.3) ≈ 1e-38 next to the max's exp(0) = 1, below f32 resolution of the sums, which
+// saves the compare-and-mask an exact zero would cost per vector. NaN passes the clamp (max returns its second
+// operand on NaN) and poisons s, as does a +inf (its exponent is inf − inf). A block under a −inf shift (all
+// −inf so far) is the empty state.
 template <typename T>
-inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, RowMax* z_max) {
+inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, float shift,
+                                const T* next, index_t next_len, float* next_max) {
   using F = typename Vec::F;
-  const float zmax = block_max(z, len);
-  z_max->exact = zmax;
-  if constexpr (std::is_same<T, double>::value) {
-    // f64 logits narrow to f32 in block_max; the true maximum is needed for max p.
-    double exact = -INFINITY;
-    for (index_t j = 0; j < len; ++j) exact = z[j] > exact || z[j] != z[j] ? z[j] : exact;
-    z_max->exact = exact;
+  if (shift == -__builtin_inff()) {
+    if (next != nullptr) *next_max = block_max(next, next_len);
+    return softmax_state_empty();
   }
-  z_max->shift = zmax;
-  if (zmax == -__builtin_inff()) return softmax_state_empty();  // all −inf: no mass
-  // Exponents in base 2, x = (z − shift)·log2(e)/τ, so that e = 2^x and t = x·ln2. With FMA hardware
-  // (and not for f64, which is centred in f64) x = z·scale − offset in one instruction, offset = fl(max·scale):
-  // the FMA rounds once, so the exact reference point is offset/scale, kept in f64 as the shift.
+  // Exponents in base 2, x = (z − shift)·log2(e)/τ, so that e = 2^x and t = x·ln2. With FMA hardware (and not
+  // for f64, which is centred in f64) x = z·scale − offset in one instruction, offset = fl(shift·scale): the
+  // FMA rounds once, so the exact reference point is offset/scale, kept in f64.
   const float scale = inv_tau * kLog2e;
   constexpr bool fused = Vec::kFusedMultiplySubtract && !std::is_same<T, double>::value;
-  const float offset = zmax * scale;
-  if (fused) z_max->shift = static_cast<double>(offset) / static_cast<double>(scale);
-  const F shift_v = Vec::set1(zmax), scale_v = Vec::set1(scale), offset_v = Vec::set1(offset);
+  const float offset = shift * scale;
+  const F shift_v = Vec::set1(shift), scale_v = Vec::set1(scale), offset_v = Vec::set1(offset);
   const F floor_v = Vec::set1(kExp2Floor);
   const auto exponent = [&](const T* p) {
     return Vec::max(floor_v, fused ? Vec::fmsub(Vec::load(p), scale_v, offset_v) : Vec::centered(p, shift_v, scale_v));
   };
-  SoftmaxState st = exp2_sums<false>(z, len, exponent, nullptr);
-  st.m = z_max->shift * inv_tau_exact;
+  SoftmaxState st = exp2_sums(z, len, exponent, next, next_len, next_max);
+  const double reference = fused ? static_cast<double>(offset) / static_cast<double>(scale) : static_cast<double>(shift);
+  st.m = reference * inv_tau_exact;
   return st;
 }
 
-// One read per block: after the first block, a block is summarised relative to the running shift (the largest
-// block maximum seen so far) while its own maximum is taken in the same pass, instead of a max pass and an
-// exp pass. A block whose maximum lies above the shift (rare after the first few blocks of a row), or that
-// holds NaN / +inf, is redone by block_state with its own shift: positive exponents would make t = Σ e·x
-// cancel against log s in the entropy (a 30-octave margin cost 3e-5 relative there). Measured against two
-// passes per block: about +8% for bf16, f32 within the machine's noise.
-template <typename T>
-inline SoftmaxState block_state_shifted(const T* z, index_t len, float inv_tau, double inv_tau_exact, float shift,
-                                        float* block_max_out, bool* above_shift) {
-  using F = typename Vec::F;
-  const float scale = inv_tau * kLog2e;
-  const float offset = shift * scale;
-  const F scale_v = Vec::set1(scale), offset_v = Vec::set1(offset), floor_v = Vec::set1(kExp2Floor);
-  const auto exponent = [&](const T* p) { return Vec::max(floor_v, Vec::fmsub(Vec::load(p), scale_v, offset_v)); };
-  SoftmaxState st = exp2_sums<true>(z, len, exponent, block_max_out);
-  const float bm = *block_max_out;
-  *above_shift = bm * scale - offset > 0.0f || bm != bm;
-  st.m = static_cast<double>(offset) / static_cast<double>(scale) * inv_tau_exact;
-  return st;
-}
-
+// The row in blocks of kBlock entries, each read from memory once: block 0's maximum is taken first, and every
+// block's pass looks ahead at the next block's maximum, so each block is summed against the row's running
+// maximum including itself, never above it (no block is redone; measured: the redone blocks of the previous
+// online scheme, about one in fifteen on LM-like rows, cost 6% of the f32 rate). States merge in f64 in row order.
 template <typename T>
 SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, RowMax* z_max) {
   const T* z = static_cast<const T*>(row);
   const float inv_tau = static_cast<float>(inv_tau_exact);
   SoftmaxState acc = softmax_state_empty();
-  RowMax zmax{-INFINITY, -INFINITY};
-  float shift = -__builtin_inff();
-  for (index_t b = 0; b < n; b += kBlock) {
-    const index_t len = n - b < kBlock ? n - b : kBlock;
-    SoftmaxState st;
-    RowMax block_zmax;
-    bool redo = true;
-    // Only where x = z·scale − offset is one fused, exactly rounded instruction and the input is not f64
-    // (f64 is centred in f64 by block_state).
-    constexpr bool online = Vec::kFusedMultiplySubtract && !std::is_same<T, double>::value;
-    if (online && shift != -__builtin_inff() && shift == shift && shift != __builtin_inff()) {
-      float bm;
-      bool above_shift;
-      st = block_state_shifted(z + b, len, inv_tau, inv_tau_exact, shift, &bm, &above_shift);
-      if (!above_shift) {
-        redo = false;
-        block_zmax = RowMax{st.m / inv_tau_exact, bm};
-      }
+  if constexpr (std::is_same<T, double>::value) {
+    // f64 logits narrow to f32 in block_max, and are centred in f64 against each block's own (f32) maximum.
+    double exact = -INFINITY;
+    for (index_t j = 0; j < n; ++j) exact = z[j] > exact || z[j] != z[j] ? z[j] : exact;
+    for (index_t b = 0; b < n; b += kBlock) {
+      const index_t len = n - b < kBlock ? n - b : kBlock;
+      const SoftmaxState st = block_state(z + b, len, inv_tau, inv_tau_exact, block_max(z + b, len), static_cast<const T*>(nullptr), 0,
+                                                 nullptr);
+      if (st.s != st.s || st.t != st.t) acc.s = NAN;
+      else softmax_state_merge(acc, st);
     }
-    if (redo) st = block_state(z + b, len, inv_tau, inv_tau_exact, &block_zmax);
-    if (st.s != st.s || st.t != st.t) {
-      acc.s = NAN;
-    } else {
-      softmax_state_merge(acc, st);
+    z_max->exact = exact;
+  } else {
+    float running = block_max(z, n < kBlock ? n : kBlock);
+    for (index_t b = 0; b < n; b += kBlock) {
+      const index_t len = n - b < kBlock ? n - b : kBlock;
+      const index_t next_begin = b + len;
+      const T* next = next_begin < n ? z + next_begin : nullptr;
+      const index_t next_len = n - next_begin < kBlock ? n - next_begin : kBlock;
+      float next_max = -__builtin_inff();
+      const SoftmaxState st = block_state(z + b, len, inv_tau, inv_tau_exact, running, next, next_len, &next_max);
+      if (st.s != st.s || st.t != st.t) acc.s = NAN;
+      else softmax_state_merge(acc, st);
+      if (next_max > running) running = next_max;
     }
-    if (block_zmax.exact > zmax.exact || block_zmax.exact != block_zmax.exact) zmax = block_zmax;
-    if (redo && block_zmax.exact > shift) shift = static_cast<float>(block_zmax.exact);
+    z_max->exact = running;
   }
   // The reference point is the state's m (the largest shift used); exact is the true maximum.
-  z_max->shift = acc.s > 0 ? acc.m / inv_tau_exact : zmax.shift;
-  z_max->exact = zmax.exact;
+  z_max->shift = acc.s > 0 ? acc.m / inv_tau_exact : z_max->exact;
   return acc;
 }
 

@@ -37,6 +37,14 @@ struct Vec {
     return _mm_cvtss_f32(s);
   }
 
+  // 16-bit integer lanes, 2·W of them, for the maximum of bf16 / f16 bit patterns (Max16, token_stats_kernels.h).
+  using I16 = __m256i;
+  static I16 i16_set1(int16_t v) { return _mm256_set1_epi16(v); }
+  static I16 i16_load(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static I16 i16_max(I16 a, I16 b) { return _mm256_max_epi16(a, b); }
+  static I16 u16_min(I16 a, I16 b) { return _mm256_min_epu16(a, b); }
+  static void i16_store(uint16_t* p, I16 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+
   static F load(const float* p) { return _mm256_loadu_ps(p); }
   static F load(const bf16_t* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));

@@ -27,6 +27,14 @@ struct Vec {
   static float reduce_add(F a) { return _mm512_reduce_add_ps(a); }
   static float reduce_max(F a) { return _mm512_reduce_max_ps(a); }
 
+  // 16-bit integer lanes, 2·W of them, for the maximum of bf16 / f16 bit patterns (Max16, token_stats_kernels.h).
+  using I16 = __m512i;
+  static I16 i16_set1(int16_t v) { return _mm512_set1_epi16(v); }
+  static I16 i16_load(const uint16_t* p) { return _mm512_loadu_si512(p); }
+  static I16 i16_max(I16 a, I16 b) { return _mm512_max_epi16(a, b); }
+  static I16 u16_min(I16 a, I16 b) { return _mm512_min_epu16(a, b); }
+  static void i16_store(uint16_t* p, I16 v) { _mm512_storeu_si512(p, v); }
+
   static F load(const float* p) { return _mm512_loadu_ps(p); }
   static F load(const bf16_t* p) {
     // bf16 → f32 is a 16-bit left shift of the bit pattern: exact, in registers.

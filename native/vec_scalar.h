@@ -31,6 +31,24 @@ struct Vec {
 
   static F load(const float* p) { return *p; }
   static F load(const double* p) { return static_cast<float>(*p); }
+  // 16-bit integer lanes, 2·W of them, for the maximum of bf16 / f16 bit patterns (Max16, token_stats_kernels.h).
+  struct I16 {
+    uint16_t lane[2];
+  };
+  static I16 i16_set1(int16_t v) { return I16{{static_cast<uint16_t>(v), static_cast<uint16_t>(v)}}; }
+  static I16 i16_load(const uint16_t* p) { return I16{{p[0], p[1]}}; }
+  static I16 i16_max(I16 a, I16 b) {
+    for (int i = 0; i < 2; ++i)
+      if (static_cast<int16_t>(b.lane[i]) > static_cast<int16_t>(a.lane[i])) a.lane[i] = b.lane[i];
+    return a;
+  }
+  static I16 u16_min(I16 a, I16 b) {
+    for (int i = 0; i < 2; ++i)
+      if (b.lane[i] < a.lane[i]) a.lane[i] = b.lane[i];
+    return a;
+  }
+  static void i16_store(uint16_t* p, I16 v) { std::memcpy(p, v.lane, sizeof v.lane); }
+
   static F load(const bf16_t* p) { return bf16_to_f32(p->bits); }
   static F load(const f16_t* p) { return f16_to_f32(p->bits); }
 

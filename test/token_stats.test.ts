@@ -206,6 +206,41 @@ describe.each(DTYPES)('hand-worked rows, %s', (dtype) => {
   });
 });
 
+// ---- where the row maximum lies ----
+
+// The native kernels cut a row into blocks of 256 vectors (4096 entries with AVX-512, 2048 with AVX2, 256 scalar)
+// and take each block's maximum during the previous block's pass (16-bit dtypes: by integer order of the bit
+// patterns). Rows here put their maximum in the first, middle, or short last 4096-entry stretch, with values all negative,
+// around zero, or all positive, and ties of ±0 at the maximum.
+describe('the row maximum in any block', () => {
+  const VOCAB = 3 * 4096 + 517;
+  const BLOCK_STARTS = [0, 4096, 2 * 4096, 3 * 4096];
+  test.each(BACKENDS.flatMap((c) => DTYPES.map((dtype) => ({ ...c, dtype }))))('$label $dtype', async (c) => {
+    const r = rng(`max placement ${c.dtype} ${c.label}`);
+    const rows: Float64Array[] = [];
+    for (const start of BLOCK_STARTS) {
+      for (const level of [-30, -0.5, 0, 12]) {
+        const row = new Float64Array(VOCAB);
+        const zeroTop = level === 0;
+        for (let j = 0; j < VOCAB; j++) row[j] = zeroTop ? -r.uniform(0.01, 6) : level - r.uniform(0.5, 8);
+        const at = start + r.int(Math.min(4096, VOCAB - start));
+        row[at] = zeroTop ? -0 : level; // rows at level 0 peak at −0 and +0 in two blocks
+        if (zeroTop) row[(at + 4096) % VOCAB] = 0;
+        rows.push(row);
+      }
+    }
+    const values = new Float64Array(rows.length * VOCAB);
+    rows.forEach((row, i) => values.set(row, i * VOCAB));
+    const logits = fromNumbers(values, [rows.length, VOCAB], c.dtype);
+    const tokens = Array.from({ length: rows.length }, () => r.int(VOCAB));
+    const temperature = r.pick(TEMPERATURES);
+    await withBackend(c, async () => {
+      const got = ae.tokenStatsSync(logits, { tokens, temperature, backend: c.backend });
+      expectStats(got, refTokenStats(logits, { tokens, temperature }), STATS, c.dtype, `${c.label} ${c.dtype}`);
+    });
+  });
+});
+
 // ---- properties ----
 
 describe('properties', () => {
