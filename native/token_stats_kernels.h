@@ -99,12 +99,13 @@ inline float block_max(const T* z, index_t len) {
 }
 
 // The sums of one block, in base 2: s = Σ 2^x, t = ln2·Σ 2^x·x, q = Σ 4^x, where x = exponent(p) for the
-// vector at p (already clamped at kExp2Floor). Given the next block (`next`, `next_len`), the same pass also
+// vector at p (already clamped at kExp2Floor), and exponent_pair(p, xa, xb) those of the 2·W entries at p in
+// any order (the sums do not depend on it). Given the next block (`next`, `next_len`), the same pass also
 // takes that block's raw maximum into *next_max (look-ahead: its vectors are loaded while this block's exps
 // run, and land in L1 for its own pass) and prefetches the block after it into L2.
-template <typename T, typename Exponent>
-inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, const T* next, index_t next_len,
-                              float* next_max) {
+template <typename T, typename Exponent, typename ExponentPair>
+inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, ExponentPair exponent_pair, const T* next,
+                              index_t next_len, float* next_max) {
   using F = typename Vec::F;
   F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
   F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
@@ -123,7 +124,8 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, const 
         m1 = Vec::max(m1, Vec::load(next + j + Vec::W));
       }
     }
-    const F xa = exponent(z + j), xb = exponent(z + j + Vec::W);
+    F xa, xb;
+    exponent_pair(z + j, xa, xb);
     const F ea = Vec::exp2_clamped(xa), eb = Vec::exp2_clamped(xb);
     s0 = Vec::add(s0, ea);
     s1 = Vec::add(s1, eb);
@@ -166,8 +168,9 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, const 
 // logit then weighs exp(−87.3) ≈ 1e-38 next to the max's exp(0) = 1, below f32 resolution of the sums, which
 // saves the compare-and-mask an exact zero would cost per vector. NaN passes the clamp (max returns its second
 // operand on NaN) and poisons s, as does a +inf (its exponent is inf − inf). A block under a −inf shift (all
-// −inf so far) is the empty state.
-template <typename T>
+// −inf so far) is the empty state. Where exp2 takes any exponent (AVX-512), !kClamp skips the clamp, one
+// instruction in thirteen: a −inf entry then makes t NaN (0·−inf), and the caller redoes the block clamped.
+template <bool kClamp, typename T>
 inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double inv_tau_exact, float shift,
                                 const T* next, index_t next_len, float* next_max) {
   using F = typename Vec::F;
@@ -183,10 +186,22 @@ inline SoftmaxState block_state(const T* z, index_t len, float inv_tau, double i
   const float offset = shift * scale;
   const F shift_v = Vec::set1(shift), scale_v = Vec::set1(scale), offset_v = Vec::set1(offset);
   const F floor_v = Vec::set1(kExp2Floor);
+  const auto clamp = [&](F x) { return kClamp ? Vec::max(floor_v, x) : x; };
   const auto exponent = [&](const T* p) {
-    return Vec::max(floor_v, fused ? Vec::fmsub(Vec::load(p), scale_v, offset_v) : Vec::centered(p, shift_v, scale_v));
+    return clamp(fused ? Vec::fmsub(Vec::load(p), scale_v, offset_v) : Vec::centered(p, shift_v, scale_v));
   };
-  SoftmaxState st = exp2_sums(z, len, exponent, next, next_len, next_max);
+  const auto exponent_pair = [&](const T* p, F& xa, F& xb) {
+    if constexpr (std::is_same<T, bf16_t>::value) {
+      F even, odd;
+      Vec::load_pair(p, even, odd);
+      xa = clamp(fused ? Vec::fmsub(even, scale_v, offset_v) : Vec::mul(Vec::sub(even, shift_v), scale_v));
+      xb = clamp(fused ? Vec::fmsub(odd, scale_v, offset_v) : Vec::mul(Vec::sub(odd, shift_v), scale_v));
+    } else {
+      xa = exponent(p);
+      xb = exponent(p + Vec::W);
+    }
+  };
+  SoftmaxState st = exp2_sums(z, len, exponent, exponent_pair, next, next_len, next_max);
   const double reference = fused ? static_cast<double>(offset) / static_cast<double>(scale) : static_cast<double>(shift);
   st.m = reference * inv_tau_exact;
   return st;
@@ -207,21 +222,27 @@ SoftmaxState row_state(const void* row, index_t n, double inv_tau_exact, RowMax*
     for (index_t j = 0; j < n; ++j) exact = z[j] > exact || z[j] != z[j] ? z[j] : exact;
     for (index_t b = 0; b < n; b += kBlock) {
       const index_t len = n - b < kBlock ? n - b : kBlock;
-      const SoftmaxState st = block_state(z + b, len, inv_tau, inv_tau_exact, block_max(z + b, len), static_cast<const T*>(nullptr), 0,
-                                                 nullptr);
+      const SoftmaxState st = block_state<true>(z + b, len, inv_tau, inv_tau_exact, block_max(z + b, len),
+                                                static_cast<const T*>(nullptr), 0, nullptr);
       if (st.s != st.s || st.t != st.t) acc.s = NAN;
       else softmax_state_merge(acc, st);
     }
     z_max->exact = exact;
   } else {
     float running = block_max(z, n < kBlock ? n : kBlock);
+    bool clamped = !Vec::kExp2AnyExponent;  // once a block needed the clamp, the row keeps it
     for (index_t b = 0; b < n; b += kBlock) {
       const index_t len = n - b < kBlock ? n - b : kBlock;
       const index_t next_begin = b + len;
       const T* next = next_begin < n ? z + next_begin : nullptr;
       const index_t next_len = n - next_begin < kBlock ? n - next_begin : kBlock;
       float next_max = -__builtin_inff();
-      const SoftmaxState st = block_state(z + b, len, inv_tau, inv_tau_exact, running, next, next_len, &next_max);
+      SoftmaxState st;
+      if (!clamped) st = block_state<false>(z + b, len, inv_tau, inv_tau_exact, running, next, next_len, &next_max);
+      if (clamped || st.s != st.s || st.t != st.t) {
+        clamped = true;
+        st = block_state<true>(z + b, len, inv_tau, inv_tau_exact, running, next, next_len, &next_max);
+      }
       if (st.s != st.s || st.t != st.t) acc.s = NAN;
       else softmax_state_merge(acc, st);
       if (next_max > running) running = next_max;

@@ -23,6 +23,7 @@ struct Vec {
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F fmsub(F a, F b, F c) { return _mm256_fmsub_ps(a, b, c); }
   static constexpr bool kFusedMultiplySubtract = true;
+  static constexpr bool kExp2AnyExponent = false;  // exp2_clamped needs x ≥ kExp2Floor
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static float reduce_add(F a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -49,6 +50,12 @@ struct Vec {
   static F load(const bf16_t* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  // 2·W bf16 entries as two vectors, even and odd entries (see vec_avx512.h).
+  static void load_pair(const bf16_t* p, F& even, F& odd) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    even = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    odd = _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
   }
   static F load(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static F load(const double* p) {

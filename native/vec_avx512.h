@@ -23,6 +23,8 @@ struct Vec {
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F fmsub(F a, F b, F c) { return _mm512_fmsub_ps(a, b, c); }
   static constexpr bool kFusedMultiplySubtract = true;
+  // exp2_clamped takes any x ≤ 0 (scalef scales by 2^⌊x⌋ itself): see block_state's kClamp.
+  static constexpr bool kExp2AnyExponent = true;
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static float reduce_add(F a) { return _mm512_reduce_add_ps(a); }
   static float reduce_max(F a) { return _mm512_reduce_max_ps(a); }
@@ -40,6 +42,13 @@ struct Vec {
     // bf16 → f32 is a 16-bit left shift of the bit pattern: exact, in registers.
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  // 2·W bf16 entries as two vectors, the even entries in one and the odd in the other: each 32-bit lane holds a
+  // pair, and a pair's low half shifted up (or its high half masked) is the f32 value, one instruction each.
+  static void load_pair(const bf16_t* p, F& even, F& odd) {
+    const __m512i x = _mm512_loadu_si512(p);
+    even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
   }
   static F load(const f16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));

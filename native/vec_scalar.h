@@ -25,6 +25,7 @@ struct Vec {
   // a·b − c rounded twice (std::fma is a libm call without -mfma): kernels must not rely on it being fused.
   static F fmsub(F a, F b, F c) { return a * b - c; }
   static constexpr bool kFusedMultiplySubtract = false;
+  static constexpr bool kExp2AnyExponent = false;  // exp2_clamped needs x ≥ kExp2Floor
   static F max(F a, F b) { return a > b ? a : b; }
   static float reduce_add(F a) { return a; }
   static float reduce_max(F a) { return a; }
@@ -51,6 +52,10 @@ struct Vec {
 
   static F load(const bf16_t* p) { return bf16_to_f32(p->bits); }
   static F load(const f16_t* p) { return f16_to_f32(p->bits); }
+  static void load_pair(const bf16_t* p, F& even, F& odd) {
+    even = load(p);
+    odd = load(p + 1);
+  }
 
   // (z − shift)·scale, subtracting in the input's own precision (f64 stays f64 until the product).
   template <typename T>

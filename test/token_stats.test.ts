@@ -210,7 +210,8 @@ describe.each(DTYPES)('hand-worked rows, %s', (dtype) => {
 
 // The native kernels cut a row into blocks of 256 vectors (4096 entries with AVX-512, 2048 with AVX2, 256 scalar)
 // and take each block's maximum during the previous block's pass (16-bit dtypes: by integer order of the bit
-// patterns). Rows here put their maximum in the first, middle, or short last 4096-entry stretch, with values all negative,
+// patterns). Rows here put their maximum in the first, middle, or short last 4096-entry stretch, some with −inf
+// entries in one stretch, with values all negative,
 // around zero, or all positive, and ties of ±0 at the maximum.
 describe('the row maximum in any block', () => {
   const VOCAB = 3 * 4096 + 517;
@@ -226,6 +227,14 @@ describe('the row maximum in any block', () => {
         const at = start + r.int(Math.min(4096, VOCAB - start));
         row[at] = zeroTop ? -0 : level; // rows at level 0 peak at −0 and +0 in two blocks
         if (zeroTop) row[(at + 4096) % VOCAB] = 0;
+        // Half the rows mask entries to −inf in one stretch (before, at or after the maximum's block).
+        if (r.int(2) === 1) {
+          const from = r.pick(BLOCK_STARTS);
+          for (let k = 0; k < 64; k++) {
+            const j = from + r.int(Math.min(4096, VOCAB - from));
+            if (j !== at) row[j] = -Infinity;
+          }
+        }
         rows.push(row);
       }
     }
