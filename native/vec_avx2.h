@@ -115,6 +115,11 @@ struct Vec {
     const F x = _mm256_max_ps(_mm256_set1_ps(kExp2Floor), _mm256_mul_ps(t, _mm256_set1_ps(kLog2e)));
     return _mm256_and_ps(keep, exp2_clamped(x));
   }
+  // 2^x for any x ≤ ~0: exactly 0 below kExp2Floor (so −inf → 0), NaN stays NaN.
+  static F exp2_nonpositive(F x) {
+    const F keep = _mm256_cmp_ps(x, _mm256_set1_ps(kExp2Floor), _CMP_NLT_UQ);
+    return _mm256_and_ps(keep, exp2_clamped(_mm256_max_ps(_mm256_set1_ps(kExp2Floor), x)));
+  }
   static F zero_where_zero(F e, F x) { return _mm256_and_ps(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ), x); }
 };
 

@@ -73,6 +73,8 @@ struct Vec {
   static F exp2_clamped(F x) { return std::exp2(x); }
   // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
   static F exp_nonpositive(F t) { return t < kExpFloor ? 0.0f : std::exp(t); }
+  // 2^x for any x ≤ ~0: exactly 0 below kExp2Floor (so −inf → 0), NaN stays NaN.
+  static F exp2_nonpositive(F x) { return x < kExp2Floor ? 0.0f : std::exp2(x); }
   // Where e == 0 (a −inf logit), x·e is defined as 0 even when x is ±inf (0·(−inf) := 0, SPEC §1.1).
   static F zero_where_zero(F e, F x) { return e == 0.0f ? 0.0f : x; }
 };
