@@ -35,10 +35,20 @@ inline void pad_tail(const T* src, index_t rem, T* buf) {
   for (int i = 0; i < Vec::W; ++i) buf[i] = i < rem ? src[i] : negative_infinity<T>();
 }
 
+// The value of a 16-bit float's bit pattern (bf16 or f16), widened as the kernels widen it.
+template <typename T>
+inline float value_of_bits(uint16_t bits) {
+  T v[Vec::W];
+  for (int i = 0; i < Vec::W; ++i) v[i] = T{bits};
+  return Vec::reduce_max(Vec::load(v));
+}
+
 // The maximum of 16-bit floats (bf16, f16: sign-and-magnitude bit patterns) in integer lanes, 2·W patterns a
 // step and no widening: when some value is ≥ +0, the signed maximum of the patterns is the largest value;
 // otherwise the unsigned minimum is the negative value nearest zero. A positive NaN pattern beats +inf, so
-// the maximum of a row with NaN may be NaN (the sums report NaN either way).
+// the maximum of a row with NaN may be NaN (the sums report NaN either way). kSignedOnly keeps only the signed
+// maximum (one instruction a step), for callers that redo an all-negative stretch in full.
+template <bool kSignedOnly = false>
 struct Max16 {
   typename Vec::I16 signed_max = Vec::i16_set1(INT16_MIN), unsigned_min = Vec::i16_set1(-1);
   int16_t tail_max = INT16_MIN;
@@ -47,26 +57,33 @@ struct Max16 {
   void step(const void* p) {  // 2·W patterns
     const typename Vec::I16 x = Vec::i16_load(static_cast<const uint16_t*>(p));
     signed_max = Vec::i16_max(signed_max, x);
-    unsigned_min = Vec::u16_min(unsigned_min, x);
+    if (!kSignedOnly) unsigned_min = Vec::u16_min(unsigned_min, x);
   }
   void one(uint16_t bits) {
     if (static_cast<int16_t>(bits) > tail_max) tail_max = static_cast<int16_t>(bits);
     if (bits < tail_min) tail_min = bits;
   }
+  // The largest signed pattern; negative when every value seen is negative (or −0).
+  int16_t largest_signed() const {
+    uint16_t lanes[2 * Vec::W];
+    Vec::i16_store(lanes, signed_max);
+    int16_t m = tail_max;
+    for (int i = 0; i < 2 * Vec::W; ++i)
+      if (static_cast<int16_t>(lanes[i]) > m) m = static_cast<int16_t>(lanes[i]);
+    return m;
+  }
   template <typename T>
   float value() const {
-    uint16_t hi[2 * Vec::W], lo[2 * Vec::W];
-    Vec::i16_store(hi, signed_max);
-    Vec::i16_store(lo, unsigned_min);
-    int16_t m = tail_max;
+    static_assert(!kSignedOnly, "a signed-only maximum has no value for all-negative input");
+    const int16_t m = largest_signed();
+    if (m >= 0) return value_of_bits<T>(static_cast<uint16_t>(m));
+    uint16_t lanes[2 * Vec::W];
+    Vec::i16_store(lanes, unsigned_min);
     uint16_t n = tail_min;
-    for (int i = 0; i < 2 * Vec::W; ++i) {
-      if (static_cast<int16_t>(hi[i]) > m) m = static_cast<int16_t>(hi[i]);
-      if (lo[i] < n) n = lo[i];
-    }
-    T v[Vec::W];
-    for (int i = 0; i < Vec::W; ++i) v[i] = T{m >= 0 ? static_cast<uint16_t>(m) : n};
-    return Vec::reduce_max(Vec::load(v));
+    for (int i = 0; i < 2 * Vec::W; ++i)
+      if (lanes[i] < n) n = lanes[i];
+    // Nothing seen (or only the NaN pattern 0xffff, whose row reports NaN anyway): no maximum.
+    return n == 0xffffu ? -__builtin_inff() : value_of_bits<T>(n);
   }
 };
 
@@ -78,7 +95,7 @@ inline float block_max(const T* z, index_t len) {
   using F = typename Vec::F;
   index_t j = 0;
   if constexpr (kSixteenBit<T>) {
-    Max16 m;
+    Max16<> m;
     for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) m.step(z + j);
     for (; j < len; ++j) m.one(z[j].bits);
     return m.template value<T>();
@@ -109,7 +126,7 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, Expone
   using F = typename Vec::F;
   F s0 = Vec::zero(), s1 = s0, t0 = s0, t1 = s0, q0 = s0, q1 = s0;
   F m0 = Vec::set1(-__builtin_inff()), m1 = m0;
-  Max16 m16;  // the look-ahead maximum of a 16-bit next block
+  Max16<true> m16;  // the look-ahead maximum of a 16-bit next block (an all-negative one is redone in full)
   const char* prefetch_from = reinterpret_cast<const char*>((next != nullptr ? next : z) + kBlock);
   // Vector pairs of the next block taken inside the loop; the rest of it after.
   const index_t ahead = next == nullptr ? 0 : (next_len < len ? next_len : len) / (2 * Vec::W) * (2 * Vec::W);
@@ -150,8 +167,12 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, Expone
   if (next != nullptr) {
     const float rest = block_max(next + ahead, next_len - ahead);
     float m;
-    if constexpr (kSixteenBit<T>) m = m16.template value<T>();
-    else m = Vec::reduce_max(Vec::max(m0, m1));
+    if constexpr (kSixteenBit<T>) {
+      const int16_t largest = m16.largest_signed();
+      m = largest >= 0 ? value_of_bits<T>(static_cast<uint16_t>(largest)) : block_max(next, ahead);
+    } else {
+      m = Vec::reduce_max(Vec::max(m0, m1));
+    }
     *next_max = rest > m ? rest : m;
   }
   SoftmaxState st;
