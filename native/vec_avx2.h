@@ -109,17 +109,13 @@ struct Vec {
         _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000 - 127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
   }
-  // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
-  static F exp_nonpositive(F t) {
-    const F keep = _mm256_cmp_ps(t, _mm256_set1_ps(kExpFloor), _CMP_NLT_UQ);
-    const F x = _mm256_max_ps(_mm256_set1_ps(kExp2Floor), _mm256_mul_ps(t, _mm256_set1_ps(kLog2e)));
-    return _mm256_and_ps(keep, exp2_clamped(x));
-  }
   // 2^x for any x ≤ ~0: exactly 0 below kExp2Floor (so −inf → 0), NaN stays NaN.
   static F exp2_nonpositive(F x) {
     const F keep = _mm256_cmp_ps(x, _mm256_set1_ps(kExp2Floor), _CMP_NLT_UQ);
     return _mm256_and_ps(keep, exp2_clamped(_mm256_max_ps(_mm256_set1_ps(kExp2Floor), x)));
   }
+  // exp(t) for any t ≤ ~0: 0 below the same floor (so −inf → 0), NaN stays NaN.
+  static F exp_nonpositive(F t) { return exp2_nonpositive(_mm256_mul_ps(t, _mm256_set1_ps(kLog2e))); }
   static F zero_where_zero(F e, F x) { return _mm256_and_ps(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ), x); }
 };
 

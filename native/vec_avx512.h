@@ -102,17 +102,13 @@ struct Vec {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2PolyUnit[0]));
     return _mm512_scalef_ps(p, x);
   }
-  // exp(t) for any t ≤ ~0: exactly 0 below kExpFloor (so −inf → 0), NaN stays NaN.
-  static F exp_nonpositive(F t) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(t, _mm512_set1_ps(kExpFloor), _CMP_NLT_UQ);
-    const F x = _mm512_max_ps(_mm512_set1_ps(kExp2Floor), _mm512_mul_ps(t, _mm512_set1_ps(kLog2e)));
-    return _mm512_maskz_mov_ps(keep, exp2_clamped(x));
-  }
   // 2^x for any x ≤ ~0: exactly 0 below kExp2Floor (so −inf → 0), NaN stays NaN.
   static F exp2_nonpositive(F x) {
     const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExp2Floor), _CMP_NLT_UQ);
     return _mm512_maskz_mov_ps(keep, exp2_clamped(_mm512_max_ps(_mm512_set1_ps(kExp2Floor), x)));
   }
+  // exp(t) for any t ≤ ~0: 0 below the same floor (so −inf → 0), NaN stays NaN.
+  static F exp_nonpositive(F t) { return exp2_nonpositive(_mm512_mul_ps(t, _mm512_set1_ps(kLog2e))); }
   static F zero_where_zero(F e, F x) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_NEQ_UQ), x);
   }
