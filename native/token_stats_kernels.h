@@ -30,15 +30,20 @@ inline void prefetch_span(const char* p) {
   for (size_t off = 0; off < kBytes; off += 64) __builtin_prefetch(p + off, 0, 1);
 }
 
-// Prefetches the cache lines [first, first + kLines) of a block into L2 as two interleaved streams, one over each
-// half of the block (line i is line i/2 of half i mod 2). Two streams keep more lines in flight than one on the
-// development machine (a streaming-read microbenchmark with the exp pass's op count: 0.76–0.80 of the read
-// bandwidth with one stream, 0.85–0.86 with two; the forward, alternating A/B: f32 +3.2%, bf16 +3.7%; four
-// streams gained nothing more and eight lost 6%).
-template <typename T, index_t kLines>
-inline void prefetch_block_lines(const char* block, index_t first) {
-  constexpr index_t kHalfBytes = kBlock * static_cast<index_t>(sizeof(T)) / 2;
-  for (index_t i = first; i < first + kLines; ++i) __builtin_prefetch(block + (i & 1) * kHalfBytes + (i >> 1) * 64, 0, 1);
+// Prefetches, for a step of kStepBytes through a block, the matching kStepBytes/2 of each half of the block at
+// `block` into L2: two streams, one per half, instead of one through the whole block. Two streams keep more lines
+// in flight than one on the development machine (a streaming-read microbenchmark with the exp pass's op count:
+// 0.76–0.80 of the read bandwidth with one stream, 0.85–0.86 with two; the forward, alternating A/B of 10 rounds:
+// f32 0.83 → 0.87, bf16 +3.6%; four streams gained nothing more and eight lost 6%). `offset` = step start / 2, an
+// addressing mode of the loop counter; a step shorter than two lines prefetches on the steps that start a line
+// (prefetching each line twice instead cost bf16 3%).
+template <index_t kStepBytes, index_t kHalfBytes>
+inline void prefetch_two_streams(const char* block, index_t offset) {
+  if (kStepBytes < 128 && (offset & 63) != 0) return;
+  for (index_t l = 0; l < (kStepBytes < 128 ? 1 : kStepBytes / 128); ++l) {
+    __builtin_prefetch(block + offset + l * 64, 0, 1);
+    __builtin_prefetch(block + kHalfBytes + offset + l * 64, 0, 1);
+  }
 }
 
 // Loads the ragged tail [0, rem) of a block into a full vector's worth of storage padded with −inf.
@@ -141,12 +146,12 @@ inline SoftmaxState exp2_sums(const T* z, index_t len, Exponent exponent, Expone
   Max16<true> m16;  // the look-ahead maximum of a 16-bit next block (an all-negative one is redone in full)
   const char* prefetch_from = reinterpret_cast<const char*>((next != nullptr ? next : z) + kBlock);
   constexpr index_t kStepBytes = 2 * Vec::W * static_cast<index_t>(sizeof(T));
-  constexpr index_t kLinesPerStep = kStepBytes < 64 ? 1 : kStepBytes / 64;
+  constexpr index_t kHalfBlockBytes = kBlock * static_cast<index_t>(sizeof(T)) / 2;
   // Vector pairs of the next block taken inside the loop; the rest of it after.
   const index_t ahead = next == nullptr ? 0 : (next_len < len ? next_len : len) / (2 * Vec::W) * (2 * Vec::W);
   index_t j = 0;
   for (; j + 2 * Vec::W <= len; j += 2 * Vec::W) {
-    prefetch_block_lines<T, kLinesPerStep>(prefetch_from, j * static_cast<index_t>(sizeof(T)) / 64);
+    prefetch_two_streams<kStepBytes, kHalfBlockBytes>(prefetch_from, j * static_cast<index_t>(sizeof(T) / 2));
     if (j < ahead) {
       if constexpr (kSixteenBit<T>) {
         m16.step(next + j);
