@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "common.h"
-#include "simd.h"
 #include "thread_pool.h"
 
 #if defined(__AVX512F__)
