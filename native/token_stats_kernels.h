@@ -9,10 +9,11 @@
 // see row_state); blocks merge in f64 in row order. Error vs a float64 reference: ≤ 1e-5 relative or 1e-6
 // absolute on every output at V = 152k (tested). −inf entries get exactly 0 in gradients and KL; in the forward
 // sums each weighs at most exp(−87.3) relative to the max (below f32 resolution, see block_state). While the exp
-// pass works on block b it loads block b+1 for its maximum and prefetches block b+2 into L2, so memory reads
-// overlap the math (measured: 0.48 → 0.65 of the read bandwidth for f32 with an L1 prefetch of the next block;
-// the L2 hint, which leaves L1 to the block being summed, 0.75–0.76 against 0.68–0.74 in one alternating run;
-// without any software prefetch, 0.55: this machine's hardware prefetchers do not keep a loop with math fed).
+// pass works on block b it loads block b+1 for its maximum and prefetches block b+2 into L2 (two streams, see
+// prefetch_two_streams), so memory reads overlap the math (measured: 0.48 → 0.65 of the read bandwidth for f32
+// with an L1 prefetch of the next block; the L2 hint, which leaves L1 to the block being summed, 0.75–0.76
+// against 0.68–0.74 in one alternating run; without any software prefetch, 0.55: this machine's hardware
+// prefetchers do not keep a loop with math fed).
 //
 // Standard headers (<type_traits>) are included by the including .cc, since this file sits inside a namespace.
 //
@@ -32,8 +33,8 @@ inline void prefetch_span(const char* p) {
 
 // Prefetches, for a step of kStepBytes through a block, the matching kStepBytes/2 of each half of the block at
 // `block` into L2: two streams, one per half, instead of one through the whole block. Two streams keep more lines
-// in flight than one on the development machine (a streaming-read microbenchmark with the exp pass's op count:
-// 0.76–0.80 of the read bandwidth with one stream, 0.85–0.86 with two; the forward, alternating A/B of 10 rounds:
+// in flight than one on the development machine (native/test/bench_stream_math.cc, the exp pass's op count:
+// 0.81 of the read bandwidth with one stream, 0.83–0.86 with two; the forward, alternating A/B of 10 rounds:
 // f32 0.83 → 0.87, bf16 +3.6%; four streams gained nothing more and eight lost 6%). `offset` = step start / 2, an
 // addressing mode of the loop counter; a step shorter than two lines prefetches on the steps that start a line
 // (prefetching each line twice instead cost bf16 3%).
