@@ -34,7 +34,7 @@ inline void prefetch_span(const char* p) {
 // Prefetches, for a step of kStepBytes through a block, the matching kStepBytes/2 of each half of the block at
 // `block` into L2: two streams, one per half, instead of one through the whole block. Two streams keep more lines
 // in flight than one on the development machine (native/test/bench_stream_math.cc, the exp pass's op count:
-// 0.81 of the read bandwidth with one stream, 0.83–0.86 with two; the forward, alternating A/B of 10 rounds:
+// 0.80–0.82 of the read bandwidth with one stream, 0.88 with two; the forward, alternating A/B of 10 rounds:
 // f32 0.83 → 0.87, bf16 +3.6%; four streams gained nothing more and eight lost 6%). `offset` = step start / 2, an
 // addressing mode of the loop counter; a step shorter than two lines prefetches on the steps that start a line
 // (prefetching each line twice instead cost bf16 3%).

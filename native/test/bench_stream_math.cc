@@ -5,8 +5,9 @@
 // README's account of the token-stats forward target: the forward does about 13 vector ops per 16 floats.
 //
 //   build-cmake/bench_stream_math [rows] [vocab] [rounds]
-// Variants: read (4 accumulators, no prefetch), read+prefetch, 2 / 8 FMAs per vector + prefetch, the exp pass's
-// op count (exp2 polynomial, scalef, three sums) with no prefetch, one prefetch stream, two prefetch streams.
+// Variants: read (the bench's own bandwidth loop, ae::bandwidth_kernels: 4 accumulators, no prefetch),
+// read + prefetch, 2 / 8 FMAs per vector + prefetch, the exp pass's op count (exp2 polynomial, scalef, three
+// sums) with no prefetch, one prefetch stream, two prefetch streams.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,7 +15,9 @@
 #include <cstring>
 #include <vector>
 
+#include "bandwidth.h"
 #include "common.h"
+#include "simd.h"
 #include "thread_pool.h"
 
 #if defined(__AVX512F__)
@@ -42,17 +45,6 @@ inline void exp_pass_ops(F z, F& s, F& t, F& q) {
   s = _mm512_add_ps(s, e);
   t = _mm512_fmadd_ps(e, x, t);
   q = _mm512_fmadd_ps(e, e, q);
-}
-
-float read_row(const float* p, index_t n) {
-  F a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (index_t j = 0; j + 64 <= n; j += 64) {
-    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + j));
-    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + j + 16));
-    a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + j + 32));
-    a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + j + 48));
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 template <int kFmas>
@@ -111,6 +103,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_stream_math [rows > 0] [vocab ≥ 64] [rounds > 0]\n");
     return 2;
   }
+  if (ae::isa_active() != ae::Isa::Avx512) {
+    std::fprintf(stderr, "bench_stream_math: needs AVX-512 (the active SIMD level is lower)\n");
+    return 1;
+  }
   const size_t bytes = static_cast<size_t>(rows * vocab) * sizeof(float);
   float* data = static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
   if (data == nullptr) {
@@ -123,7 +119,7 @@ int main(int argc, char** argv) {
     std::memset(data + begin * vocab, 0x3c, static_cast<size_t>((end - begin) * vocab) * sizeof(float));
   });
   const Variant variants[] = {
-      {"read", read_row},
+      {"read", ae::bandwidth_kernels(ae::Isa::Avx512).read_sum},
       {"read + prefetch", read_prefetch_row},
       {"2 FMAs/vector + prefetch", fma_row<2>},
       {"8 FMAs/vector + prefetch", fma_row<8>},
